@@ -1,0 +1,1 @@
+"""Shared core of envvars: per-platform rules, per-key diff and the /etc/environment format."""

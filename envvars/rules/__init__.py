@@ -1,0 +1,97 @@
+"""Validation rules for environment-variable sets, declared once per platform as data.
+
+Both the reference server and the Pulumi provider validate through `check_vars`, so a bad key
+fails with the same message at `pulumi preview` as it would at the platform's API.
+Messages name the key and the rule or limit; they never contain a value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_SHOWN_KEY_CHARS = 64
+
+
+@dataclass(frozen=True)
+class KeyRules:
+    """The documented limits of one platform's environment variables."""
+
+    platform: str
+    key_pattern: str
+    max_key_len: int
+    max_value_len: int
+    min_key_len: int = 1
+    forbidden_value_chars: Mapping[str, str] = field(default_factory=dict)
+    """Characters a value may not hold, each with the reason shown to the user."""
+    reserved_prefixes: tuple[str, ...] = ()
+    forbidden_keys: frozenset[str] = frozenset()
+    max_count: int | None = None
+
+    def compiled(self) -> re.Pattern[str]:
+        """The key pattern, compiled (cached by `re`)."""
+        return re.compile(self.key_pattern)
+
+
+class RuleViolation(ValueError):
+    """A set of variables breaks one of its platform's rules."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.key = key
+
+
+def show_key(key: str) -> str:
+    """A key as it may appear in a message: quoted, escaped, and cut short when long."""
+    shown = key if len(key) <= _SHOWN_KEY_CHARS else key[:_SHOWN_KEY_CHARS] + "…"
+    return repr(shown)
+
+
+def check_key(rules: KeyRules, key: object) -> None:
+    """Raise `RuleViolation` when `key` is not a valid variable name on this platform."""
+    if not isinstance(key, str):
+        raise RuleViolation(f"env var key {key!r} must be a string")
+    shown = show_key(key)
+    if len(key) < rules.min_key_len:
+        raise RuleViolation(f"env var key {shown} is empty: keys need at least {rules.min_key_len} char", key)
+    if len(key) > rules.max_key_len:
+        raise RuleViolation(
+            f"env var key {shown} is too long: {len(key)} chars, the limit is {rules.max_key_len}", key
+        )
+    if not rules.compiled().fullmatch(key):
+        raise RuleViolation(f"env var key {shown} is invalid: keys must match {rules.key_pattern}", key)
+    if key in rules.forbidden_keys:
+        raise RuleViolation(f"env var key {shown} is reserved by {rules.platform} and cannot be set", key)
+    for prefix in rules.reserved_prefixes:
+        if key.startswith(prefix):
+            raise RuleViolation(
+                f"env var key {shown} uses the prefix {prefix!r}, which {rules.platform} reserves", key
+            )
+
+
+def check_value(rules: KeyRules, key: str, value: object) -> None:
+    """Raise `RuleViolation` when the value of `key` breaks a value rule; the value is never shown."""
+    shown = show_key(key)
+    if not isinstance(value, str):
+        raise RuleViolation(f"value of env var {shown} must be a string, got {type(value).__name__}", key)
+    if len(value) > rules.max_value_len:
+        raise RuleViolation(
+            f"value of env var {shown} is too long: {len(value)} chars, the limit is {rules.max_value_len}",
+            key,
+        )
+    for char, reason in rules.forbidden_value_chars.items():
+        if char in value:
+            raise RuleViolation(f"value of env var {shown} contains {reason}", key)
+
+
+def check_vars(rules: KeyRules, variables: Mapping[str, object], existing: int = 0) -> None:
+    """Raise `RuleViolation` for the first bad key or value of `variables`, in key order."""
+    for key in sorted(variables, key=str):
+        check_key(rules, key)
+        check_value(rules, key, variables[key])
+    if rules.max_count is not None and existing + len(variables) > rules.max_count:
+        raise RuleViolation(
+            f"too many env vars: {existing + len(variables)}, the limit on {rules.platform} is {rules.max_count}"
+        )

@@ -1,0 +1,1 @@
+"""The envvars reference server: the platforms' documented env-var APIs, on loopback."""

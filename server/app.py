@@ -1,0 +1,43 @@
+"""The FastAPI application: the platforms' routers, bearer auth and per-platform error envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from envvars_server.auth import BearerAuth
+from envvars_server.errors import install_error_handlers
+from envvars_server.platforms import vers, vers_vm
+from envvars_server.store import Store
+from fastapi import FastAPI
+
+# Adding a platform: its module, and one line here.
+PLATFORMS = [vers, vers_vm]
+
+
+def create_app(data_dir: Path) -> FastAPI:
+    """Build the server for one data dir (SQLite file, VM roots, commits)."""
+    store = Store(data_dir)
+    orchestrator = vers_vm.make_orchestrator(store, data_dir)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        orchestrator.recover()
+        yield
+        orchestrator.shutdown()
+
+    app = FastAPI(
+        title="envvars reference server",
+        description="The documented env-var APIs of Vers, Hoody, Sevalla, Vertra and Phala, on loopback.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.orchestrator = orchestrator
+    envelopes = [platform.ENVELOPE for platform in PLATFORMS]
+    for platform in PLATFORMS:
+        app.include_router(platform.router)
+    install_error_handlers(app, envelopes)
+    app.add_middleware(BearerAuth, store=store, envelopes=envelopes)
+    return app

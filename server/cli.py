@@ -1,0 +1,61 @@
+"""`envvars-server`: run the reference server, or create an API token for a user."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from envvars_server.app import create_app
+    from envvars_server.sandbox import IsolationUnavailable, check_isolation
+
+    try:
+        check_isolation()
+    except IsolationUnavailable as exc:
+        print(f"envvars-server: cannot start VMs on this host: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(Path(args.data_dir))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from envvars_server.store import Store
+
+    print(Store(Path(args.data_dir)).create_token(args.user))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    root = argparse.ArgumentParser(prog="envvars-server", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8700)
+    serve.add_argument("--data-dir", required=True, help="directory for the SQLite file and VM roots")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="manage API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="create a token for a user; printed once")
+    create.add_argument("--user", required=True)
+    create.add_argument("--data-dir", required=True)
+    create.set_defaults(run=_token_create)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `envvars-server` console script."""
+    args = parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Run the reference server as a child process on a free loopback port (demo, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import requests
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """`envvars-server serve` in a child process; a context manager that starts and stops it."""
+
+    def __init__(self, data_dir: Path, log: IO[str] | None = None, port: int | None = None):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        """Start the server and wait until it answers."""
+        command = [sys.executable, "-m", "envvars_server.cli", "serve", "--port", str(self.port),
+                   "--data-dir", str(self.data_dir), "--log-level", "warning", "--no-access-log"]
+        self.process = subprocess.Popen(
+            command, stdout=self.log or subprocess.DEVNULL, stderr=self.log or subprocess.DEVNULL,
+            text=True, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"envvars-server exited with {self.process.returncode} at start")
+            try:
+                requests.get(self.url + "/openapi.json", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"envvars-server did not answer on {self.url} within {timeout}s")
+
+    def token(self, user: str) -> str:
+        """A new API token for `user` (created in the server's data dir)."""
+        from envvars_server.store import Store
+
+        return Store(self.data_dir).create_token(user)
+
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started, as a crash would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        """Stop the server gracefully (SIGTERM), then make sure it is gone."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""One module per platform: its router, its error envelope and its URL prefix."""

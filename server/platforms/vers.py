@@ -1,0 +1,108 @@
+"""Vers orchestrator: the account-wide env-var set (`/api/v1/env_vars`) and its error envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envvars_server.auth import current_user
+from envvars_server.errors import ApiError, Envelope
+from envvars_server.store import Store
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+from envvars.rules import RuleViolation, check_key, check_vars, show_key
+from envvars.rules.vers import RULES
+
+PLATFORM = "vers"
+PREFIX = "/api/v1"
+
+
+def render_error(status: int, message: str) -> dict[str, Any]:
+    """Vers' documented `ErrorResponse`: `{"error": <reason>, "success": false}`."""
+    return {"error": message, "success": False}
+
+
+ENVELOPE = Envelope(prefix=PREFIX, render=render_error)
+
+
+class ErrorResponse(BaseModel):
+    """Vers' error body."""
+
+    error: str = Field(description="Reason of error")
+    success: bool = Field(description="Is always: false")
+
+
+class SetEnvVarsRequest(BaseModel):
+    """Request body for PUT /env_vars: sets (upserts) one or more environment variables.
+
+    Variables are written to `/etc/environment` inside a VM once, at boot, over a vsock
+    `WriteFile` request; running VMs are not live-synced.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    vars: dict[StrictStr, StrictStr] = Field(
+        description="Key-value pairs to set. Keys must match `^[A-Za-z_][A-Za-z0-9_]*$`, max 256 chars; "
+        "values max 8192 chars and no newline, carriage return or NUL."
+    )
+    replace: StrictBool | None = Field(
+        default=False,
+        description="If true, delete all existing variables before writing the new set (replace-all). "
+        "Default: false (upsert).",
+    )
+
+
+class EnvVarsResponse(BaseModel):
+    """Response body for GET /env_vars and PUT /env_vars."""
+
+    vars: dict[str, str] = Field(description="All environment variables currently set for the user.")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Validation error"},
+    401: {"model": ErrorResponse, "description": "Unauthorized"},
+}
+
+router = APIRouter(prefix=PREFIX, tags=["env_vars"], responses=ERRORS)
+
+
+def store_of(request: Request) -> Store:
+    """The server's store."""
+    store: Store = request.app.state.store
+    return store
+
+
+@router.get("/env_vars", operation_id="list_env_vars", response_model=EnvVarsResponse)
+def list_env_vars(user: str = Depends(current_user), store: Store = Depends(store_of)) -> EnvVarsResponse:
+    """All environment variables of the authenticated user."""
+    return EnvVarsResponse(vars=store.get_vars(PLATFORM, user))
+
+
+@router.put("/env_vars", operation_id="set_env_vars", response_model=EnvVarsResponse)
+def set_env_vars(
+    body: SetEnvVarsRequest, user: str = Depends(current_user), store: Store = Depends(store_of)
+) -> EnvVarsResponse:
+    """Upsert variables, or with `replace: true` make them exactly the set; all or nothing."""
+    try:
+        check_vars(RULES, body.vars)
+    except RuleViolation as exc:
+        raise ApiError(400, exc.message) from None
+    return EnvVarsResponse(vars=store.put_vars(PLATFORM, user, body.vars, replace=bool(body.replace)))
+
+
+@router.delete(
+    "/env_vars/{key}",
+    operation_id="delete_env_var",
+    status_code=204,
+    response_class=Response,
+    responses={404: {"model": ErrorResponse, "description": "No such variable"}},
+)
+def delete_env_var(key: str, user: str = Depends(current_user), store: Store = Depends(store_of)) -> Response:
+    """Delete one variable; 404 when the user has no variable of that name."""
+    try:
+        check_key(RULES, key)
+    except RuleViolation as exc:
+        raise ApiError(400, exc.message) from None
+    if not store.delete_var(PLATFORM, user, key):
+        raise ApiError(404, f"env var {show_key(key)} does not exist")
+    return Response(status_code=204)

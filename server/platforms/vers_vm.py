@@ -1,0 +1,275 @@
+"""Vers orchestrator: the VM lifecycle routes (`/api/v1/vm/...`, `/api/v1/system/version`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Any, Literal
+
+from envvars_server.auth import current_user
+from envvars_server.errors import ApiError
+from envvars_server.orchestrator import Orchestrator
+from envvars_server.platforms.vers import ENVELOPE, ERRORS, PLATFORM, PREFIX, ErrorResponse
+from envvars_server.store import Store
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+__all__ = ["ENVELOPE", "make_orchestrator", "router"]
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "No such VM or commit"}}
+router = APIRouter(prefix=PREFIX, tags=["vm"], responses={**ERRORS, **NOT_FOUND})
+
+
+def make_orchestrator(store: Store, data_dir: Path) -> Orchestrator:
+    """The orchestrator whose VMs are injected with each user's Vers env-var set."""
+    return Orchestrator(store, data_dir, env_for=lambda owner: store.get_vars(PLATFORM, owner))
+
+
+def orchestrator_of(request: Request) -> Orchestrator:
+    """The server's orchestrator."""
+    orchestrator: Orchestrator = request.app.state.orchestrator
+    return orchestrator
+
+
+class VmConfig(BaseModel):
+    """Configuration of a new root VM; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fs_size_mib: StrictInt | None = Field(default=None, ge=64, le=1_048_576, description="Disk size, MiB.")
+    image_name: Literal["default"] | None = Field(default=None, description="Must be 'default'.")
+    kernel_name: Literal["default.bin"] | None = Field(default=None, description="Must be 'default.bin'.")
+    labels: dict[StrictStr, StrictStr] | None = None
+    mem_size_mib: StrictInt | None = Field(default=None, ge=128, le=262_144, description="RAM, MiB.")
+    vcpu_count: StrictInt | None = Field(default=None, ge=1, le=64, description="vCPUs.")
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with defaults filled in."""
+        return {
+            "fs_size_mib": self.fs_size_mib or 1024,
+            "mem_size_mib": self.mem_size_mib or 512,
+            "vcpu_count": self.vcpu_count or 1,
+            "labels": self.labels or {},
+        }
+
+
+class NewRootRequest(BaseModel):
+    """Request body for POST /api/v1/vm/new_root."""
+
+    vm_config: VmConfig
+
+
+class NewVmResponse(BaseModel):
+    """Response body for new VM requests."""
+
+    vm_id: str
+
+
+class NewVmsResponse(BaseModel):
+    """Response body for branch requests."""
+
+    vms: list[NewVmResponse]
+
+
+class VmSummary(BaseModel):
+    """One VM in GET /api/v1/vm."""
+
+    created_at: str
+    owner_id: str
+    state: str
+    vm_id: str
+    labels: dict[str, str] | None = None
+
+
+class VmMetadataResponse(BaseModel):
+    """Response for GET /api/v1/vm/{vm_id}/metadata."""
+
+    created_at: str
+    ip: str
+    mem_size_mib: int
+    owner_id: str
+    state: Literal["booting", "running", "paused", "sleeping", "dead"]
+    vcpu_count: int
+    vm_id: str
+    deleted_at: str | None = None
+    grandparent_vm_id: str | None = None
+    parent_commit_id: str | None = None
+
+
+class VmUpdateStateRequest(BaseModel):
+    """Request body for PATCH /api/v1/vm/{vm_id}/state."""
+
+    state: Literal["Running", "Paused", "Sleeping"]
+
+
+class CommitVmRequest(BaseModel):
+    """Request body for POST /api/v1/vm/{vm_id}/commit."""
+
+    name: StrictStr | None = None
+    description: StrictStr | None = None
+
+
+class VmCommitResponse(BaseModel):
+    """Response body for POST /api/v1/vm/{vm_id}/commit."""
+
+    commit_id: str
+
+
+class FromCommitRequest(BaseModel):
+    """Request body for POST /api/v1/vm/from_commit (`commit_id`; tags are not kept here)."""
+
+    commit_id: StrictStr | None = None
+    tag_name: StrictStr | None = None
+    ref: StrictStr | None = None
+
+
+class VmExecRequest(BaseModel):
+    """Request body for POST /api/v1/vm/{vm_id}/exec."""
+
+    command: list[StrictStr] = Field(min_length=1)
+    env: dict[StrictStr, StrictStr] | None = None
+    exec_id: StrictStr | None = None
+    stdin: StrictStr | None = None
+    timeout_secs: StrictInt | None = Field(default=None, ge=0, le=3600, description="0 = no timeout")
+    working_dir: StrictStr | None = None
+
+
+class VmExecResponse(BaseModel):
+    """Response body for POST /api/v1/vm/{vm_id}/exec."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    exec_id: str | None = None
+
+
+class VmReadFileResponse(BaseModel):
+    """Response body for GET /api/v1/vm/{vm_id}/files."""
+
+    content_b64: str
+
+
+class VmWriteFileRequest(BaseModel):
+    """Request body for PUT /api/v1/vm/{vm_id}/files."""
+
+    path: StrictStr
+    content_b64: StrictStr = ""
+    create_dirs: StrictBool | None = False
+    mode: StrictInt | None = Field(default=0o644, ge=0, le=0o7777)
+
+
+class VmDeleteResponse(BaseModel):
+    """Response body for DELETE /api/v1/vm/{vm_id}."""
+
+    vm_id: str
+
+
+class OrchestratorVersion(BaseModel):
+    """Response for GET /api/v1/system/version."""
+
+    executable_name: str
+    git_hash: str
+    workspace_version: str
+
+
+Caller = Depends(current_user)
+Vms = Depends(orchestrator_of)
+
+
+@router.post("/vm/new_root", operation_id="create_new_root_vm", status_code=201, response_model=NewVmResponse)
+def new_root(body: NewRootRequest, wait_boot: bool = False, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """Create and boot a root VM; its `/etc/environment` is the caller's env set at this moment."""
+    return {"vm_id": vms.create(user, body.vm_config.resolved(), wait=wait_boot)}
+
+
+@router.get("/vm", operation_id="list_vms", response_model=list[VmSummary])
+def list_vms(user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """The caller's VMs."""
+    return vms.store.list_vms(user)
+
+
+@router.get("/vm/{vm_id}/metadata", operation_id="get_vm_metadata", response_model=VmMetadataResponse)
+def metadata(vm_id: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """One VM's metadata."""
+    return vms.record(user, vm_id)
+
+
+@router.patch("/vm/{vm_id}/state", operation_id="update_vm_state")
+def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """Pause (`Paused`/`Sleeping`) or resume (`Running`) a VM."""
+    vms.set_state(user, vm_id, body.state.lower())
+    return {}
+
+
+@router.post("/vm/{vm_or_commit_id}/branch", operation_id="branch_vm", status_code=201,
+             response_model=NewVmsResponse)
+def branch(
+    vm_or_commit_id: str, count: int = Query(default=1, ge=1, le=100), keep_paused: bool = False,
+    user: str = Caller, vms: Orchestrator = Vms,
+) -> Any:
+    """New VMs from a VM (committed first) or a commit; each boots with the current env set."""
+    return {"vms": [{"vm_id": vm_id} for vm_id in vms.branch(user, vm_or_commit_id, count, keep_paused)]}
+
+
+@router.post("/vm/{vm_id}/commit", operation_id="commit_vm", status_code=201, response_model=VmCommitResponse)
+def commit(
+    vm_id: str, body: CommitVmRequest | None = None, keep_paused: bool = False,
+    user: str = Caller, vms: Orchestrator = Vms,
+) -> Any:
+    """Snapshot a VM's filesystem; the env set is not part of a commit."""
+    body = body or CommitVmRequest()
+    return {"commit_id": vms.commit(user, vm_id, keep_paused=keep_paused, name=body.name,
+                                    description=body.description)}
+
+
+@router.post("/vm/from_commit", operation_id="restore_from_commit", status_code=201, response_model=NewVmResponse)
+def from_commit(body: FromCommitRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """A new VM from a commit, booted with the caller's current env set."""
+    if body.commit_id is None:
+        raise ApiError(400, "commit_id is required: the reference server keeps no tags or repositories")
+    return {"vm_id": vms.branch(user, body.commit_id, 1)[0]}
+
+
+@router.delete("/vm/{vm_id}", operation_id="delete_vm", response_model=VmDeleteResponse)
+def delete(vm_id: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """Stop a VM and remove it."""
+    vms.delete(user, vm_id)
+    return {"vm_id": vm_id}
+
+
+@router.post("/vm/{vm_id}/exec", operation_id="exec_vm", response_model=VmExecResponse)
+def exec_command(vm_id: str, body: VmExecRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """Run a command in the VM with the environment a login shell there gets."""
+    result = vms.exec(user, vm_id, {
+        "command": body.command,
+        "env": body.env,
+        "working_dir": body.working_dir,
+        "timeout_s": body.timeout_secs or None,
+        "stdin": (body.stdin or "").encode(),
+    })
+    return {**result, "exec_id": body.exec_id}
+
+
+@router.get("/vm/{vm_id}/files", operation_id="read_file_vm", response_model=VmReadFileResponse)
+def read_file(vm_id: str, path: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """A file from inside the VM, base64-encoded."""
+    return {"content_b64": base64.b64encode(vms.read_file(user, vm_id, path)).decode()}
+
+
+@router.put("/vm/{vm_id}/files", operation_id="write_file_vm")
+def write_file(vm_id: str, body: VmWriteFileRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+    """Write a file inside the VM."""
+    try:
+        content = base64.b64decode(body.content_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "content_b64 is not valid base64") from None
+    mode = 0o644 if body.mode is None else body.mode
+    vms.write_file(user, vm_id, body.path, content, mode=mode, create_dirs=bool(body.create_dirs))
+    return {}
+
+
+@router.get("/system/version", operation_id="version_handler", response_model=OrchestratorVersion)
+def version(user: str = Caller) -> Any:
+    """The orchestrator's version."""
+    return {"executable_name": "orchestrator", "git_hash": "envvars-reference", "workspace_version": "0.1.0"}

@@ -1,0 +1,276 @@
+"""The guest agent: serves the vsock protocol from inside a VM sandbox (stdlib only).
+
+It plays both the VM's vsock device (answering `CONNECT` for AGENT_PORT, closing the
+connection for any other port, as Firecracker does when no guest listener owns it) and the
+agent behind it. Run it with `--listen-fd N` (a listening Unix socket inherited from the host)
+or `--socket PATH` (it binds PATH itself).
+
+File operations are confined to the VM's own root filesystem: every mount point other than `/`
+(the read-only system directories, /proc, /dev) is outside it, and so is any path that resolves
+there through a symlink. Exec gets the login environment of the VM: defaults, then the
+variables of `/etc/environment`, then the request's `env`; nothing of the agent's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from envvars_server.sandbox.protocol import (
+    AGENT_PORT,
+    FIRST_HOST_PORT,
+    MAX_FRAME,
+    GuestError,
+    ProtocolError,
+    recv_frame,
+    recv_line,
+    send_frame,
+)
+
+from envvars import envfile
+
+ENV_FILE = "/etc/environment"
+LOGIN_DEFAULTS = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "SHELL": "/bin/sh",
+    "USER": "root",
+    "LOGNAME": "root",
+}
+MAX_FILE = MAX_FRAME * 3 // 4 - 4096  # what still fits in a frame once base64-encoded
+HANDSHAKE_TIMEOUT_S = 5.0
+
+# next() on an itertools.count is atomic in CPython: no lock needed across connection threads.
+_host_ports = itertools.count(FIRST_HOST_PORT)
+_temp_ids = itertools.count()
+
+
+def login_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a login shell in this VM gets, plus `overrides`."""
+    env = dict(LOGIN_DEFAULTS)
+    try:
+        with open(ENV_FILE, encoding="utf-8", errors="surrogateescape") as file:
+            env.update(envfile.parse(file.read()))
+    except FileNotFoundError:
+        pass
+    env.update(overrides or {})
+    return env
+
+
+# -- paths -----------------------------------------------------------------------------------------
+
+def _foreign_mounts() -> list[str]:
+    """Every mount point but `/`: what is not part of the VM's own root filesystem."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as file:
+        points = [line.split()[4] for line in file]
+    unescape = re.compile(r"\\([0-7]{3})")
+    return sorted({unescape.sub(lambda m: chr(int(m[1], 8)), point) for point in points} - {"/"})
+
+
+_FOREIGN: list[str] = []
+
+
+def resolve(path: Any) -> str:
+    """The real location of a request path inside the VM root, or GuestError bad_path."""
+    if not isinstance(path, str) or not path:
+        raise GuestError("bad_request", "path must be a non-empty string")
+    if not path.startswith("/") or "\x00" in path:
+        raise GuestError("bad_path", f"path {path!r} is not absolute")
+    if ".." in path.split("/"):
+        raise GuestError("bad_path", f"path {path!r} has a '..' component")
+    real = os.path.realpath(path)
+    for mount in _FOREIGN:
+        if real == mount or real.startswith(mount.rstrip("/") + "/"):
+            via = "" if real == os.path.normpath(path) else f" (it resolves to {real!r})"
+            raise GuestError("bad_path", f"path {path!r} is outside the VM's root filesystem{via}")
+    return real
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+def _field(request: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    value = request.get(name, default)
+    if value is ...:
+        raise GuestError("bad_request", f"missing field {name!r}")
+    if value is not default and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+        raise GuestError("bad_request", f"field {name!r} has the wrong type")
+    return value
+
+
+def _b64(request: dict[str, Any], name: str) -> bytes:
+    try:
+        return base64.b64decode(_field(request, name, str, ""), validate=True)
+    except binascii.Error:
+        raise GuestError("bad_request", f"field {name!r} is not valid base64") from None
+
+
+def ping(request: dict[str, Any]) -> dict[str, Any]:
+    """Answer that the agent is up."""
+    return {}
+
+
+def read_file(request: dict[str, Any]) -> dict[str, Any]:
+    """Return a regular file's bytes."""
+    path = _field(request, "path", str)
+    real = resolve(path)
+    try:
+        info = os.stat(real)
+    except FileNotFoundError:
+        raise GuestError("not_found", f"{path} does not exist") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise GuestError("is_directory", f"{path} is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise GuestError("bad_path", f"{path} is not a regular file")
+    if info.st_size > MAX_FILE:
+        raise GuestError("too_large", f"{path} is larger than {MAX_FILE} bytes")
+    with open(real, "rb") as file:
+        return {"content_b64": base64.b64encode(file.read()).decode()}
+
+
+def write_file(request: dict[str, Any]) -> dict[str, Any]:
+    """Atomically replace a file: write a temporary file next to it, set its mode, rename it."""
+    path = _field(request, "path", str)
+    mode = _field(request, "mode", int, 0o644)
+    create_dirs = _field(request, "create_dirs", bool, False)
+    content = _b64(request, "content_b64")
+    if not 0 <= mode <= 0o7777:
+        raise GuestError("bad_request", f"mode {mode:#o} is not a permission mode")
+    real = resolve(path)
+    if os.path.isdir(real):
+        raise GuestError("is_directory", f"{path} is a directory")
+    parent = os.path.dirname(real)
+    if not os.path.isdir(parent):
+        if not create_dirs:
+            missing = os.path.dirname(path)
+            raise GuestError("not_found", f"directory {missing} does not exist (set create_dirs to make it)")
+        os.makedirs(parent, exist_ok=True)
+    temp = os.path.join(parent, f".envvars-agent-{os.getpid()}-{next(_temp_ids)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(content)
+            os.fchmod(file.fileno(), mode)
+        os.replace(temp, real)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return {}
+
+
+def exec_command(request: dict[str, Any]) -> dict[str, Any]:
+    """Run a command with the login environment; 127/126 for a missing/non-executable program."""
+    command = _field(request, "command", list)
+    if not command or not all(isinstance(arg, str) and "\x00" not in arg for arg in command):
+        raise GuestError("bad_request", "command must be a non-empty list of strings")
+    env = _field(request, "env", dict, None)
+    if env is not None and not all(
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k and "\x00" not in k + v
+        for k, v in env.items()
+    ):
+        raise GuestError("bad_request", "env must map variable names to strings")
+    working_dir = _field(request, "working_dir", str, LOGIN_DEFAULTS["HOME"])
+    timeout = _field(request, "timeout_s", (int, float), None) or None
+    stdin = _b64(request, "stdin_b64")
+    if not os.path.isdir(working_dir):
+        raise GuestError("bad_request", f"working_dir {working_dir} is not a directory")
+    try:
+        process = subprocess.Popen(
+            command, cwd=working_dir, env=login_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True,  # its own group, so a timeout kills it all
+        )
+    except (FileNotFoundError, PermissionError) as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        message = f"envvars-agent: {command[0]}: {exc.strerror}\n".encode()
+        return {"exit_code": code, "stdout_b64": "", "stderr_b64": base64.b64encode(message).decode()}
+    with process:
+        try:
+            stdout, stderr = process.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise GuestError("timeout", f"{command[0]} ran longer than {timeout} s and was killed") from None
+    if len(stdout) + len(stderr) > MAX_FILE:
+        raise GuestError("too_large", f"the output of {command[0]} exceeds {MAX_FILE} bytes")
+    return {
+        "exit_code": process.returncode if process.returncode >= 0 else 128 - process.returncode,
+        "stdout_b64": base64.b64encode(stdout).decode(),
+        "stderr_b64": base64.b64encode(stderr).decode(),
+    }
+
+
+HANDLERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "Ping": ping, "ReadFile": read_file, "WriteFile": write_file, "Exec": exec_command,
+}
+
+
+def dispatch(request: dict[str, Any]) -> dict[str, Any]:
+    """The response frame for one request frame."""
+    handler = HANDLERS.get(request.get("op"))  # type: ignore[arg-type]
+    try:
+        if handler is None:
+            raise GuestError("bad_request", f"unknown op {request.get('op')!r}")
+        return {"ok": True, **handler(request)}
+    except GuestError as exc:
+        return {"ok": False, "code": exc.code, "error": exc.message}
+    except OSError as exc:
+        where = f" ({request['path']})" if isinstance(request.get("path"), str) else ""
+        return {"ok": False, "code": "io_error", "error": f"{exc.strerror or exc}{where}"}
+
+
+# -- connections -----------------------------------------------------------------------------------
+
+def serve_connection(conn: socket.socket) -> None:
+    """Answer the vsock handshake, then requests until the host hangs up."""
+    with conn:
+        try:
+            conn.settimeout(HANDSHAKE_TIMEOUT_S)
+            words = recv_line(conn).split()
+            if len(words) != 2 or words[0] != b"CONNECT" or words[1] != str(AGENT_PORT).encode():
+                return  # no listener on that port: Firecracker closes the connection
+            conn.sendall(f"OK {next(_host_ports)}\n".encode())
+            conn.settimeout(None)
+            while (request := recv_frame(conn)) is not None:
+                send_frame(conn, dispatch(request))
+        except (OSError, ProtocolError) as exc:
+            print(f"envvars-agent: connection dropped: {exc}", file=sys.stderr)
+
+
+def serve(listener: socket.socket) -> None:
+    """Accept connections forever, each served by its own thread."""
+    _FOREIGN[:] = _foreign_mounts()
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: `--listen-fd N` (an inherited listening socket) or `--socket PATH`."""
+    args = sys.argv[1:] if argv is None else argv  # no argparse: it would slow every VM boot
+    if len(args) != 2 or args[0] not in ("--listen-fd", "--socket"):
+        print("usage: envvars-agent (--listen-fd N | --socket PATH)", file=sys.stderr)
+        return 2
+    if args[0] == "--listen-fd":
+        listener = socket.socket(fileno=int(args[1]))
+    else:
+        if os.path.exists(args[1]):
+            os.unlink(args[1])
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(args[1])
+        listener.listen(64)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    serve(listener)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""SQLite storage for the reference server: users, tokens, env-var sets and VM records.
+
+Nothing here is platform-specific: an env-var set is addressed by (platform, owner, scope), where
+scope is whatever the platform groups variables by (empty for Vers' account-wide set).
+Every write is one transaction in WAL mode with `synchronous=FULL`, so a write that was
+acknowledged survives a crash, and a reader sees either the old or the new set, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(user_id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS env_vars (
+    platform TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (platform, owner, scope, key)
+);
+CREATE TABLE IF NOT EXISTS vms (
+    vm_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    deleted_at TEXT,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commits (
+    commit_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+"""
+
+DB_FILE = "envvars.db"
+
+
+def now_iso() -> str:
+    """The current UTC time in RFC 3339 form, as the APIs report it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def hash_token(token: str) -> str:
+    """The stored form of an API token: only its SHA-256 is ever written."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    """One SQLite file under the data dir; safe to share between the server's threads."""
+
+    def __init__(self, data_dir: Path):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / DB_FILE
+        self._local = threading.local()
+        # One writer at a time inside this process, so SQLite's own lock is never contended and
+        # "database is locked" cannot reach a client.
+        self._write_lock = threading.Lock()
+        self._token_users: dict[str, str] = {}  # digest -> user id; tokens are never revoked
+        with self._write_lock:
+            self._db().executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- users and tokens -------------------------------------------------------------------
+
+    def create_token(self, user_name: str) -> str:
+        """Create the user if new and a fresh API token for it; the token is returned once."""
+        token = "evt_" + secrets.token_urlsafe(32)
+        with self._write() as db:
+            row = db.execute("SELECT user_id FROM users WHERE name = ?", (user_name,)).fetchone()
+            user_id = row[0] if row else str(uuid.uuid4())
+            if not row:
+                db.execute("INSERT INTO users VALUES (?, ?, ?)", (user_id, user_name, now_iso()))
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?)", (hash_token(token), user_id, now_iso()))
+        return token
+
+    def user_for_token(self, token: str) -> str | None:
+        """The user id a token belongs to, or None for an unknown token."""
+        digest = hash_token(token)
+        user = self._token_users.get(digest)
+        if user is None:
+            found = self._db().execute(
+                "SELECT token_hash, user_id FROM tokens WHERE token_hash = ?", (digest,)
+            ).fetchone()
+            if not (found and hmac.compare_digest(found[0], digest)):
+                return None
+            user = self._token_users[digest] = str(found[1])
+        return user
+
+    # -- env-var sets -----------------------------------------------------------------------
+
+    def get_vars(self, platform: str, owner: str, scope: str = "") -> dict[str, str]:
+        """The whole set stored for (platform, owner, scope)."""
+        rows = self._db().execute(
+            "SELECT key, value FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? ORDER BY key",
+            (platform, owner, scope),
+        )
+        return dict(rows.fetchall())
+
+    def put_vars(
+        self, platform: str, owner: str, variables: Mapping[str, str], replace: bool, scope: str = ""
+    ) -> dict[str, str]:
+        """Upsert `variables` (or, with `replace`, make them the whole set); return the set after."""
+        where = (platform, owner, scope)
+        with self._write() as db:
+            if replace:
+                db.execute("DELETE FROM env_vars WHERE platform = ? AND owner = ? AND scope = ?", where)
+            db.executemany(
+                "INSERT INTO env_vars VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (platform, owner, scope, key) DO UPDATE SET value = excluded.value",
+                [(*where, key, value) for key, value in variables.items()],
+            )
+            rows = db.execute(
+                "SELECT key, value FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? ORDER BY key",
+                where,
+            )
+            return dict(rows.fetchall())
+
+    def delete_var(self, platform: str, owner: str, key: str, scope: str = "") -> bool:
+        """Delete one variable; False when it did not exist."""
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? AND key = ?",
+                (platform, owner, scope, key),
+            )
+            return cursor.rowcount > 0
+
+    # -- VM and commit records --------------------------------------------------------------
+
+    def save_vm(self, record: Mapping[str, Any]) -> None:
+        """Insert or overwrite a VM record (a JSON object with at least vm_id, owner_id, state)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO vms VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (vm_id) DO UPDATE SET "
+                "state = excluded.state, deleted_at = excluded.deleted_at, record = excluded.record",
+                (
+                    record["vm_id"],
+                    record["owner_id"],
+                    record["state"],
+                    record["created_at"],
+                    record.get("deleted_at"),
+                    json.dumps(dict(record)),
+                ),
+            )
+
+    def get_vm(self, owner: str, vm_id: str) -> dict[str, Any] | None:
+        """One live VM record of `owner`, or None (another user's VM is None too)."""
+        row = self._db().execute(
+            "SELECT record FROM vms WHERE vm_id = ? AND owner = ? AND deleted_at IS NULL", (vm_id, owner)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_vms(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Live VM records, of one owner or of everyone, oldest first."""
+        query = "SELECT record FROM vms WHERE deleted_at IS NULL"
+        args: tuple[str, ...] = ()
+        if owner is not None:
+            query += " AND owner = ?"
+            args = (owner,)
+        rows = self._db().execute(query + " ORDER BY created_at, rowid", args).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def save_commit(self, record: Mapping[str, Any]) -> None:
+        """Store a commit record (commit_id, owner_id, created_at, ...)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO commits VALUES (?, ?, ?, ?)",
+                (record["commit_id"], record["owner_id"], record["created_at"], json.dumps(dict(record))),
+            )
+
+    def get_commit(self, owner: str, commit_id: str) -> dict[str, Any] | None:
+        """One commit record of `owner`, or None."""
+        row = self._db().execute(
+            "SELECT record FROM commits WHERE commit_id = ? AND owner = ?", (commit_id, owner)
+        ).fetchone()
+        return json.loads(row[0]) if row else None

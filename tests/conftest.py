@@ -1,0 +1,68 @@
+"""Fixtures: a real reference server on loopback with a temp data dir, and API sessions per user."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from envvars_server.launch import ServerProcess
+
+_users = itertools.count()
+
+
+class Api(requests.Session):
+    """A requests session bound to the server's base URL, with one user's bearer token."""
+
+    def __init__(self, base_url: str, token: str | None):
+        super().__init__()
+        self.base_url = base_url
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method: str | bytes, url: str | bytes, *args, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("timeout", 60)
+        return super().request(method, self.base_url + str(url), *args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One reference server for the session; tests stay apart by using fresh users."""
+    data_dir = tmp_path_factory.mktemp("server-data")
+    with (data_dir.parent / "server.log").open("w") as log, ServerProcess(data_dir, log=log) as process:
+        yield process
+
+
+@pytest.fixture
+def new_api(server: ServerProcess) -> Iterator[Callable[[], Api]]:
+    """A factory of sessions, each for a brand-new user."""
+    sessions: list[Api] = []
+
+    def make() -> Api:
+        session = Api(server.url, server.token(f"user-{next(_users)}"))
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.close()
+
+
+@pytest.fixture
+def api(new_api: Callable[[], Api]) -> Api:
+    """A session for a fresh user."""
+    return new_api()
+
+
+@pytest.fixture
+def anonymous(server: ServerProcess) -> Iterator[Api]:
+    """A session without a token."""
+    with Api(server.url, None) as session:
+        yield session
+
+
+def start_server(data_dir: Path) -> ServerProcess:
+    """A server of a test's own, for restart and crash tests."""
+    return ServerProcess(data_dir).start()
