@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from envvars_server.auth import BearerAuth
 from envvars_server.errors import install_error_handlers
 from envvars_server.platforms import vers, vers_vm
 from envvars_server.store import Store
-from fastapi import FastAPI
 
 # Adding a platform: its module, and one line here.
 PLATFORMS = [vers, vers_vm]

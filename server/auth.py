@@ -10,10 +10,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from envvars_server.errors import Envelope, error_body
-from envvars_server.store import Store
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from envvars_server.errors import Envelope, error_body
+from envvars_server.store import Store
 
 UNAUTHORIZED = "missing or invalid API token: send 'Authorization: Bearer <token>'"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+
     from envvars_server.app import create_app
     from envvars_server.sandbox import IsolationUnavailable, check_isolation
 

@@ -22,18 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envvars.envfile import render
 from envvars_server.errors import ApiError
 from envvars_server.sandbox import AgentUnavailable, GuestError, Sandbox
 from envvars_server.store import Store, now_iso
-
-from envvars.envfile import render
 
 log = logging.getLogger("envvars.orchestrator")
 
 ENV_FILE = "/etc/environment"
 BOOT_TIMEOUT_S = 30.0
 PAUSED_STATES = {"paused", "sleeping"}
-GUEST_ERROR_STATUS = {"bad_path": 400, "bad_request": 400, "not_found": 404, "is_directory": 400}
+GUEST_ERROR_STATUS = {"bad_path": 400, "bad_request": 400, "not_found": 404, "is_directory": 400,
+                      "timeout": 504, "too_large": 413, "io_error": 500}
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from envvars_server.launch import ServerProcess
 
 _users = itertools.count()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from envvars.envfile import render
 from envvars_server.sandbox import (
     AgentUnavailable,
     GuestError,
@@ -27,8 +30,6 @@ from envvars_server.sandbox.protocol import (
     recv_line,
     send_frame,
 )
-
-from envvars.envfile import render
 
 CANARY = "ENVVARS_TEST_HOST_CANARY"
 TRICKY_ENV = {
@@ -255,6 +256,25 @@ def test_stop_of_a_paused_vm_kills_it(sandbox: Sandbox) -> None:
     sandbox.pause()
     sandbox.stop()
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_sandboxes_outlive_the_threads_that_booted_them(isolation: None, tmp_path: Path) -> None:
+    vms = [Sandbox(tmp_path / f"vm{i}") for i in range(3)]
+    for vm in vms:
+        vm.create_root()
+    threads = [threading.Thread(target=vm.boot) for vm in vms]  # like a server's short-lived workers
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(0.3)
+    try:
+        for vm in vms:
+            assert vm.is_alive()
+            vm.client().ping(timeout=5)
+    finally:
+        for vm in vms:
+            vm.destroy()
 
 
 def test_reboot_keeps_the_root_without_reinjection(sandbox: Sandbox) -> None:

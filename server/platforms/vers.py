@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from envvars_server.auth import current_user
-from envvars_server.errors import ApiError, Envelope
-from envvars_server.store import Store
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from envvars.rules import RuleViolation, check_key, check_vars, show_key
 from envvars.rules.vers import RULES
+from envvars_server.auth import current_user
+from envvars_server.errors import ApiError, Envelope
+from envvars_server.store import Store
 
 PLATFORM = "vers"
 PREFIX = "/api/v1"

@@ -7,13 +7,14 @@ import binascii
 from pathlib import Path
 from typing import Any, Literal
 
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
 from envvars_server.auth import current_user
 from envvars_server.errors import ApiError
 from envvars_server.orchestrator import Orchestrator
 from envvars_server.platforms.vers import ENVELOPE, ERRORS, PLATFORM, PREFIX, ErrorResponse
 from envvars_server.store import Store
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 __all__ = ["ENVELOPE", "make_orchestrator", "router"]
 

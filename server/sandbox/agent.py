@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from envvars import envfile
 from envvars_server.sandbox.protocol import (
     AGENT_PORT,
     FIRST_HOST_PORT,
@@ -37,8 +38,6 @@ from envvars_server.sandbox.protocol import (
     recv_line,
     send_frame,
 )
-
-from envvars import envfile
 
 ENV_FILE = "/etc/environment"
 LOGIN_DEFAULTS = {
@@ -70,15 +69,15 @@ def login_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
 
 # -- paths -----------------------------------------------------------------------------------------
 
-def _foreign_mounts() -> list[str]:
+_MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def foreign_mounts() -> set[str]:
     """Every mount point but `/`: what is not part of the VM's own root filesystem."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as file:
-        points = [line.split()[4] for line in file]
-    unescape = re.compile(r"\\([0-7]{3})")
-    return sorted({unescape.sub(lambda m: chr(int(m[1], 8)), point) for point in points} - {"/"})
-
-
-_FOREIGN: list[str] = []
+    # Read per request: the guest's root may mount things in the namespace it shares with us.
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
+        points = {_MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m[1], 8)), line.split()[4]) for line in file}
+    return points - {"/"}
 
 
 def resolve(path: Any) -> str:
@@ -90,7 +89,7 @@ def resolve(path: Any) -> str:
     if ".." in path.split("/"):
         raise GuestError("bad_path", f"path {path!r} has a '..' component")
     real = os.path.realpath(path)
-    for mount in _FOREIGN:
+    for mount in foreign_mounts():
         if real == mount or real.startswith(mount.rstrip("/") + "/"):
             via = "" if real == os.path.normpath(path) else f" (it resolves to {real!r})"
             raise GuestError("bad_path", f"path {path!r} is outside the VM's root filesystem{via}")
@@ -215,13 +214,16 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 def dispatch(request: dict[str, Any]) -> dict[str, Any]:
     """The response frame for one request frame."""
-    handler = HANDLERS.get(request.get("op"))  # type: ignore[arg-type]
+    op = request.get("op")
+    handler = HANDLERS.get(op) if isinstance(op, str) else None
     try:
         if handler is None:
-            raise GuestError("bad_request", f"unknown op {request.get('op')!r}")
+            raise GuestError("bad_request", f"unknown op {op!r}")
         return {"ok": True, **handler(request)}
     except GuestError as exc:
         return {"ok": False, "code": exc.code, "error": exc.message}
+    except ValueError as exc:  # e.g. a path or argument the OS cannot encode
+        return {"ok": False, "code": "bad_request", "error": str(exc)}
     except OSError as exc:
         where = f" ({request['path']})" if isinstance(request.get("path"), str) else ""
         return {"ok": False, "code": "io_error", "error": f"{exc.strerror or exc}{where}"}
@@ -247,7 +249,6 @@ def serve_connection(conn: socket.socket) -> None:
 
 def serve(listener: socket.socket) -> None:
     """Accept connections forever, each served by its own thread."""
-    _FOREIGN[:] = _foreign_mounts()
     while True:
         conn, _ = listener.accept()
         threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()

@@ -1,7 +1,8 @@
 """Host side of a VM sandbox: its root filesystem, and its guest agent confined by bubblewrap.
 
 A VM lives in `vm_dir`: `root/` is its own writable root filesystem, `vsock.sock` the host end
-of its vsock device, `agent.log` the agent's stderr. `boot()` runs the guest agent under `bwrap`
+of its vsock device, `agent.log` the agent's stderr; the guest agent image its VM siblings share
+lives next to it (`.agent-image-<version>`). `boot()` runs the guest agent under `bwrap`
 with `root/` at `/`; the host's /usr (and /bin, /lib… where they are real directories), the
 Python runtime and the agent image read-only; a fresh /proc and /dev; and its own user (guest
 root = the server's uid outside), pid, ipc, uts and network namespaces. The host creates the
@@ -12,8 +13,10 @@ Sandboxes die with the server (`--die-with-parent`); a restarted server boots th
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import functools
+import hashlib
+import importlib.util
 import json
 import os
 import py_compile
@@ -25,15 +28,13 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from envvars import envfile
 from envvars_server.sandbox import agent, protocol
 from envvars_server.sandbox.protocol import AgentClient, AgentUnavailable
-
-from envvars import envfile
 
 GUEST_AGENT_DIR = "/opt/envvars-agent"
 GUEST_PYTHON_DIR = "/opt/python"
@@ -77,26 +78,34 @@ def _guest_python() -> tuple[list[str], str, str]:
     return ["--ro-bind", str(base), guest], f"{guest}/bin/{name}", f"{guest}/lib"
 
 
-_image_lock = threading.Lock()
-_image: Path | None = None
+@functools.cache
+def _agent_version() -> str:
+    """A digest of the agent image's sources and bytecode format."""
+    digest = hashlib.sha256(importlib.util.MAGIC_NUMBER)
+    for name, source in AGENT_IMAGE.items():
+        digest.update(name.encode() + b"\0" + (source.read_bytes() if source else b"") + b"\0")
+    return digest.hexdigest()[:16]
 
 
-def agent_image() -> Path:
-    """The guest agent image, written and byte-compiled once per server process, shared read-only by VMs."""
-    global _image
-    with _image_lock:
-        if _image is None:
-            image = Path(tempfile.mkdtemp(prefix="envvars-agent-image-"))
-            atexit.register(shutil.rmtree, image, ignore_errors=True)
-            for name, source in AGENT_IMAGE.items():
-                target = image / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(source.read_bytes() if source else b"")
-                # Unchecked pycs: the guest neither recompiles (its image is read-only) nor stats sources.
-                py_compile.compile(str(target), doraise=True,
-                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-            _image = image
-        return _image
+def agent_image(parent: Path) -> Path:
+    """The guest agent image in `parent`, written and byte-compiled once per agent version; VMs share it read-only."""
+    image = parent / f".agent-image-{_agent_version()}"
+    if image.is_dir():
+        return image
+    staging = Path(tempfile.mkdtemp(prefix=".agent-image-new-", dir=parent))
+    for name, source in AGENT_IMAGE.items():
+        target = staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes() if source else b"")
+        # Unchecked pycs: the guest neither recompiles (its image is read-only) nor stats sources.
+        py_compile.compile(str(target), dfile=f"{GUEST_AGENT_DIR}/{name}", doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    staging.chmod(0o755)
+    try:
+        staging.rename(image)
+    except OSError:  # a concurrent boot installed it first
+        shutil.rmtree(staging)
+    return image
 
 
 def _copy_file(src: str, dst: str) -> None:
@@ -173,7 +182,8 @@ class Sandbox:
             raise FileNotFoundError(f"VM root {self.root} does not exist; call create_root() first")
         deadline = time.monotonic() + timeout
         system_binds = self._prepare_root()
-        image = agent_image()
+        self.vm_dir.mkdir(parents=True, exist_ok=True)
+        image = agent_image(self.vm_dir.parent)
         python_binds, python, python_lib = _guest_python()
         self.socket_path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -225,6 +235,20 @@ class Sandbox:
         """Whether the sandbox is running (or paused)."""
         return self._process is not None and self._process.poll() is None
 
+    def pids(self) -> set[int]:
+        """Host pids of every process of the VM (its pid namespace)."""
+        if not self.is_alive() or self._pid_ns is None:
+            raise RuntimeError(f"VM {self.vm_dir.name} is not running")
+        pids = set()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry}/ns/pid") == self._pid_ns:
+                        pids.add(int(entry))
+                except OSError:
+                    pass  # exited meanwhile, or not ours to inspect
+        return pids
+
     def pause(self) -> None:
         """Freeze every process of the VM (SIGSTOP across its pid namespace); return once all are stopped."""
         stopped: set[int] = set()
@@ -265,22 +289,6 @@ class Sandbox:
         """Stop the sandbox and delete everything of the VM."""
         self.stop()
         shutil.rmtree(self.vm_dir, ignore_errors=True)
-
-    # -- helpers ----------------------------------------------------------------------------
-
-    def pids(self) -> set[int]:
-        """Host pids of every process of the VM (its pid namespace)."""
-        if not self.is_alive() or self._pid_ns is None:
-            raise RuntimeError(f"VM {self.vm_dir.name} is not running")
-        pids = set()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.readlink(f"/proc/{entry}/ns/pid") == self._pid_ns:
-                        pids.add(int(entry))
-                except OSError:
-                    pass  # exited meanwhile, or not ours to inspect
-        return pids
 
     def _failed(self, what: str, exc: Exception) -> RuntimeError:
         """Stop the half-started sandbox; the error to raise, with the end of the agent's log."""
