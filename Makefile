@@ -20,7 +20,7 @@ demo: install ## start the server, set variables, boot a VM and show its /etc/en
 	$(BIN)/python examples/vers_demo.py
 
 test: install ## the whole suite, after the linter
-	$(BIN)/ruff check envvars server tests examples
+	$(BIN)/ruff check envvars server provider tests examples
 	$(BIN)/python -m pytest -q
 
 test-unit: install ## the fast part of the suite

@@ -1,0 +1,1 @@
+"""One HTTP client per platform, on a shared retrying session."""

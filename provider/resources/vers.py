@@ -1,0 +1,223 @@
+"""Vers resources: an env-var set (`EnvVars`), one variable (`EnvVar`) and a root VM (`Vm`)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from envvars.diff import diff_keys
+from envvars.rules import RuleViolation, check_key, check_value
+from envvars.rules.vers import RULES
+from envvars_provider.clients.vers import VersClient
+from envvars_provider.config import Config
+from envvars_provider.errors import PartialApply
+from envvars_provider.resources.base import BOOLEAN, INTEGER, STRING, STRING_MAP, Claim, Prop, Resource
+from envvars_provider.values import UNKNOWN
+
+ACCOUNT_ID = "account"  # an EnvVars set has no id of its own on Vers: it is the account's set
+
+
+def _rule_failures(prop: str, variables: Any) -> list[tuple[str, str]]:
+    """Check failures for a map of variables; unknown keys or values are checked once known."""
+    if not isinstance(variables, dict):
+        return []
+    failures = []
+    for key in sorted(variables):
+        try:
+            check_key(RULES, key)
+            if variables[key] != UNKNOWN:
+                check_value(RULES, key, variables[key])
+        except RuleViolation as exc:
+            failures.append((prop, exc.message))
+    return failures
+
+
+class VersResource(Resource):
+    """A resource of the Vers orchestrator; shares one client per provider."""
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        self.client = VersClient(str(config.vers_url), config.vers_api_key)
+
+
+class EnvVars(VersResource):
+    """A set of variables of the account."""
+
+    token: ClassVar[str] = "envvars:vers:EnvVars"
+    description: ClassVar[str] = (
+        "A set of environment variables of a Vers account, written to `/etc/environment` of every VM "
+        "booted after the change (running VMs are never re-synced: use `revision` as a `Vm`'s "
+        "`envRevision` to replace VMs when the set changes).\n\n"
+        "With `exclusive: false` (the default) only the listed keys are managed: other variables of the "
+        "account are never touched, and deleting the resource deletes only its keys. With "
+        "`exclusive: true` the resource owns the whole set: unlisted variables are removed on every "
+        "update, and deleting the resource empties the set.\n\n"
+        "Import with the id `account`: `pulumi import envvars:vers:EnvVars NAME account` adopts the "
+        "account's whole set as an exclusive resource."
+    )
+    inputs: ClassVar[tuple[Prop, ...]] = (
+        Prop("vars", STRING_MAP, "The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (at most 256 "
+             "chars); values are at most 8192 chars with no newline, carriage return or NUL. Always "
+             "stored as Pulumi secrets.", required=True, secret=True),
+        Prop("exclusive", BOOLEAN, "Whether this resource owns the account's whole set (removing unlisted "
+             "variables). Default: false, which manages only the listed keys.", default=False),
+    )
+    outputs: ClassVar[tuple[Prop, ...]] = (
+        Prop("revision", INTEGER, "Changes exactly when this resource changes the stored set (or a refresh "
+             "finds it changed); never derived from the values. Feed it to `Vm.envRevision`.",
+             required=True),
+    )
+
+    def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
+        return _rule_failures("vars", inputs.get("vars"))
+
+    def claim(self, inputs: dict[str, Any]) -> Claim | None:
+        variables = inputs.get("vars")
+        if not isinstance(variables, dict):
+            return None
+        return Claim(frozenset(variables), exclusive=inputs.get("exclusive") is True)
+
+    def preview(self, olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[str, Any]:
+        return {**news, "revision": UNKNOWN}
+
+    def create(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        self.client.put_vars(inputs["vars"], replace=bool(inputs["exclusive"]))
+        return ACCOUNT_ID, {**inputs, "revision": 1}
+
+    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        old_vars, new_vars = olds.get("vars") or {}, news["vars"]
+        revision = int(olds.get("revision") or 0) + 1
+        if news["exclusive"]:
+            self.client.put_vars(new_vars, replace=True)
+            return {**news, "revision": revision}
+        changes = diff_keys(old_vars, new_vars)
+        if changes.upserts:
+            self.client.put_vars({key: new_vars[key] for key in changes.upserts}, replace=False)
+        for done, key in enumerate(changes.deleted):
+            try:
+                self.client.delete_var(key)
+            except Exception as exc:
+                reached = {**new_vars, **{k: old_vars[k] for k in changes.deleted[done:]}}
+                raise PartialApply(f"removing key {key!r} failed: {exc}", resource_id,
+                                   {**news, "vars": reached, "revision": revision}) from None
+        return {**news, "revision": revision}
+
+    def read(self, resource_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        stored = self.client.get_vars()
+        if state.get("exclusive", True):
+            current = stored
+        else:
+            current = {key: stored[key] for key in state.get("vars") or {} if key in stored}
+        if not current and not state.get("exclusive", True):
+            return None  # every managed key was deleted out of band: recreate
+        revision = int(state.get("revision") or 0)
+        if current != state.get("vars"):
+            revision += 1
+        return {"vars": current, "exclusive": state.get("exclusive", True), "revision": revision or 1}
+
+    def delete(self, resource_id: str, state: dict[str, Any]) -> None:
+        if state.get("exclusive"):
+            self.client.put_vars({}, replace=True)
+            return
+        for key in sorted(state.get("vars") or {}):
+            self.client.delete_var(key)
+
+
+class EnvVar(VersResource):
+    """One variable of the account."""
+
+    token: ClassVar[str] = "envvars:vers:EnvVar"
+    description: ClassVar[str] = (
+        "One environment variable of a Vers account. Other variables are never touched. Changing "
+        "`key` replaces the resource; changing `value` updates it in place.\n\n"
+        "Import with the key as id: `pulumi import envvars:vers:EnvVar NAME KEY`."
+    )
+    inputs: ClassVar[tuple[Prop, ...]] = (
+        Prop("key", STRING, "The variable's name: `^[A-Za-z_][A-Za-z0-9_]*$`, at most 256 chars. "
+             "Changing it replaces the resource.", required=True, replace_on_change=True),
+        Prop("value", STRING, "The value: at most 8192 chars, no newline, carriage return or NUL. Always "
+             "stored as a Pulumi secret.", required=True, secret=True),
+    )
+
+    def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
+        key, value = inputs.get("key"), inputs.get("value")
+        if not isinstance(key, str) or key == UNKNOWN:
+            return []
+        try:
+            check_key(RULES, key)
+        except RuleViolation as exc:
+            return [("key", exc.message)]
+        return [("value", reason) for _, reason in _rule_failures("value", {key: value})]
+
+    def claim(self, inputs: dict[str, Any]) -> Claim | None:
+        key = inputs.get("key")
+        return Claim(frozenset([key])) if isinstance(key, str) and key != UNKNOWN else None
+
+    def create(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        self.client.put_vars({inputs["key"]: inputs["value"]}, replace=False)
+        return inputs["key"], dict(inputs)
+
+    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        self.client.put_vars({news["key"]: news["value"]}, replace=False)
+        return dict(news)
+
+    def read(self, resource_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        stored = self.client.get_vars()
+        if resource_id not in stored:
+            return None
+        return {"key": resource_id, "value": stored[resource_id]}
+
+    def delete(self, resource_id: str, state: dict[str, Any]) -> None:
+        self.client.delete_var(resource_id)
+
+
+class Vm(VersResource):
+    """A root VM that receives the account's env set once, at boot."""
+
+    token: ClassVar[str] = "envvars:vers:Vm"
+    description: ClassVar[str] = (
+        "A root VM on Vers. At boot the orchestrator writes the account's env set to the VM's "
+        "`/etc/environment`, once; running VMs never see later changes. Every input change replaces "
+        "the VM — set `envRevision` to an `EnvVars` resource's `revision` so a changed set boots new "
+        "VMs.\n\nImport with the VM id: `pulumi import envvars:vers:Vm NAME VM_ID`."
+    )
+    inputs: ClassVar[tuple[Prop, ...]] = (
+        Prop("vcpu_count", INTEGER, "vCPUs (default 1).", replace_on_change=True),
+        Prop("mem_size_mib", INTEGER, "RAM in MiB (default 512).", replace_on_change=True),
+        Prop("fs_size_mib", INTEGER, "Disk size in MiB (default 1024).", replace_on_change=True),
+        Prop("image_name", STRING, "Base image; currently must be 'default'.", replace_on_change=True),
+        Prop("kernel_name", STRING, "Kernel; currently must be 'default.bin'.", replace_on_change=True),
+        Prop("labels", STRING_MAP, "Labels of the VM.", replace_on_change=True),
+        Prop("env_revision", INTEGER, "Any value; a change replaces the VM, because env vars reach a VM only "
+             "at boot. Set it to `EnvVars.revision`.", replace_on_change=True),
+    )
+    outputs: ClassVar[tuple[Prop, ...]] = (
+        Prop("vm_id", STRING, "The VM's id.", required=True),
+        Prop("state", STRING, "The VM's state: booting, running, paused, sleeping or dead.", required=True),
+        Prop("ip", STRING, "The VM's IP address.", required=True),
+    )
+    CONFIG_FIELDS = ("vcpu_count", "mem_size_mib", "fs_size_mib", "image_name", "kernel_name", "labels")
+
+    def create(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        config = {name: inputs[name] for name in self.CONFIG_FIELDS if inputs.get(name) is not None}
+        vm_id = self.client.new_root(config)
+        metadata = self.client.vm_metadata(vm_id) or {}
+        return vm_id, {**inputs, **self._outputs(vm_id, metadata)}
+
+    def read(self, resource_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        metadata = self.client.vm_metadata(resource_id)
+        if metadata is None or metadata.get("state") == "dead":
+            return None
+        inputs = {name: state.get(name) for name in self.CONFIG_FIELDS + ("env_revision",)}
+        if not state:  # import: rebuild the inputs from the VM
+            inputs |= {name: metadata.get(name) for name in ("vcpu_count", "mem_size_mib")}
+        return {**{k: v for k, v in inputs.items() if v is not None}, **self._outputs(resource_id, metadata)}
+
+    def delete(self, resource_id: str, state: dict[str, Any]) -> None:
+        self.client.delete_vm(resource_id)
+
+    @staticmethod
+    def _outputs(vm_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        return {"vm_id": vm_id, "state": metadata.get("state", "running"), "ip": metadata.get("ip", "")}
+
+
+RESOURCES: tuple[type[Resource], ...] = (EnvVars, EnvVar, Vm)

@@ -1,0 +1,277 @@
+"""The ResourceProvider gRPC servicer: dispatch by type token; secrets, unknowns and errors in one place."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, empty_pb2, struct_pb2
+from google.rpc import code_pb2, status_pb2
+from grpc_status import rpc_status
+
+from envvars_provider import VERSION
+from envvars_provider import config as provider_config
+from envvars_provider.errors import PartialApply, ProviderError
+from envvars_provider.protos import plugin_pb2, provider_pb2, provider_pb2_grpc
+from envvars_provider.resources.base import Claim, Resource, camel
+from envvars_provider.values import UNKNOWN, from_struct, reveal, secret, to_struct
+
+log = logging.getLogger("envvars.provider")
+T = TypeVar("T")
+
+DIFF_KINDS = {
+    "add": provider_pb2.PropertyDiff.ADD, "add_replace": provider_pb2.PropertyDiff.ADD_REPLACE,
+    "update": provider_pb2.PropertyDiff.UPDATE, "update_replace": provider_pb2.PropertyDiff.UPDATE_REPLACE,
+    "delete": provider_pb2.PropertyDiff.DELETE, "delete_replace": provider_pb2.PropertyDiff.DELETE_REPLACE,
+}
+
+
+def _resource_types() -> dict[str, type[Resource]]:
+    from envvars_provider.resources import RESOURCES
+
+    return {resource.token: resource for resource in RESOURCES}
+
+
+def _name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+class Properties:
+    """Wire ↔ Python for one resource type: camelCase ↔ snake_case, secrets, integer coercion."""
+
+    def __init__(self, resource: type[Resource]):
+        self.by_wire = {prop.wire: prop for prop in resource.props()}
+        self.by_name = {prop.name: prop for prop in resource.props()}
+
+    def decode(self, struct: struct_pb2.Struct | None) -> tuple[dict[str, Any], set[str]]:
+        """Plain values by snake_case name, and the names that arrived secret."""
+        values, secrets = {}, set()
+        for wire, raw in from_struct(struct).items():
+            prop = self.by_wire.get(wire)
+            if prop is None:
+                continue
+            plain, was_secret = reveal(raw)
+            values[prop.name] = prop.coerce(plain)
+            if was_secret:
+                secrets.add(prop.name)
+        return values, secrets
+
+    def encode(self, values: dict[str, Any], secrets: set[str]) -> struct_pb2.Struct:
+        """A Struct with every secret property wrapped, declared secret or passed as one."""
+        wire = {}
+        for name, value in values.items():
+            prop = self.by_name.get(name)
+            if prop is None or value is None:
+                continue
+            wire[prop.wire] = secret(value) if (prop.secret or name in secrets) and value != UNKNOWN else value
+        return to_struct(wire)
+
+
+class Provider(provider_pb2_grpc.ResourceProviderServicer):
+    """The envvars provider: one per engine connection (one account per provider configuration)."""
+
+    def __init__(self) -> None:
+        self._config: provider_config.Config | None = None
+        self._types: dict[str, type[Resource]] | None = None
+        self._instances: dict[str, Resource] = {}
+        self._claims: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _type(self, token: str) -> tuple[type[Resource], Properties]:
+        if self._types is None:
+            self._types = _resource_types()
+        resource = self._types.get(token)
+        if resource is None:
+            raise ProviderError(f"unknown resource type {token!r}")
+        return resource, Properties(resource)
+
+    def _resource(self, token: str) -> Resource:
+        with self._lock:
+            if token not in self._instances:
+                resource, _ = self._type(token)
+                self._instances[token] = resource(self._config or provider_config.resolve({}))
+            return self._instances[token]
+
+    @staticmethod
+    def _guard(
+        context: grpc.ServicerContext, what: str, call: Callable[[], T],
+        props: Properties | None = None, secrets: set[str] | None = None,
+    ) -> T:
+        """Run an operation; report provider errors to the engine as one clear message.
+
+        A partial apply also carries the state reached, so the engine records the resource and
+        the next `pulumi up` finishes the job instead of leaving an orphan.
+        """
+        try:
+            return call()
+        except PartialApply as exc:
+            if props is None:
+                raise AssertionError("partial apply from an operation without state") from exc
+            state = props.encode(exc.outputs, secrets or set())
+            failed = provider_pb2.ErrorResourceInitFailed(
+                id=exc.resource_id, properties=state, reasons=[f"{what}: {exc}"])
+            detail = any_pb2.Any()
+            detail.Pack(failed)
+            status = status_pb2.Status(code=code_pb2.UNKNOWN, message=f"{what}: {exc}", details=[detail])
+            context.abort_with_status(rpc_status.to_status(status))
+        except ProviderError as exc:
+            context.abort(grpc.StatusCode.UNKNOWN, f"{what}: {exc}")
+        raise AssertionError("unreachable")
+
+    # -- handshake, config, schema ----------------------------------------------------------
+
+    def Handshake(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return provider_pb2.ProviderHandshakeResponse(accept_secrets=True, accept_resources=True)
+
+    def GetPluginInfo(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return plugin_pb2.PluginInfo(version=VERSION)
+
+    def GetSchema(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from envvars_provider.schema import render
+
+        return provider_pb2.GetSchemaResponse(schema=render())
+
+    def CheckConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+        given = self._config_values(request.news)
+        failures = [provider_pb2.CheckFailure(property=camel(name), reason=reason)
+                    for name, reason in provider_config.check(given)]
+        return provider_pb2.CheckResponse(inputs=request.news, failures=failures)
+
+    def DiffConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+        old, new = self._config_values(request.olds), self._config_values(request.news)
+        changed = sorted(camel(name) for name in old.keys() | new.keys() if old.get(name) != new.get(name))
+        return provider_pb2.DiffResponse(
+            changes=provider_pb2.DiffResponse.DIFF_SOME if changed else provider_pb2.DiffResponse.DIFF_NONE,
+            diffs=changed,
+        )
+
+    def Configure(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if request.HasField("args"):
+            given = self._config_values(request.args)
+        else:  # older engines: {"envvars:config:versUrl": "..."}
+            given = {_snake(key.rsplit(":", 1)[-1]): value for key, value in request.variables.items()}
+        self._config = self._guard(context, "configuring envvars", lambda: provider_config.resolve(given))
+        return provider_pb2.ConfigureResponse(acceptSecrets=True, supportsPreview=True, acceptResources=True)
+
+    @staticmethod
+    def _config_values(struct: struct_pb2.Struct) -> dict[str, Any]:
+        values, _ = reveal(from_struct(struct))
+        return {_snake(key): value for key, value in values.items() if value != UNKNOWN}
+
+    # -- resources --------------------------------------------------------------------------
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
+        resource_type, props = self._type(request.type)
+        news, secrets = props.decode(request.news)
+        resource = self._resource(request.type)
+        inputs, failures = resource.check(news)
+        failures += self._claim(request.urn, resource.claim(inputs))
+        return provider_pb2.CheckResponse(
+            inputs=props.encode(inputs, secrets),
+            failures=[provider_pb2.CheckFailure(property=props.by_name[p].wire if p in props.by_name else p,
+                                                reason=reason) for p, reason in failures],
+        )
+
+    def _claim(self, urn: str, claim: Claim | None) -> list[tuple[str, str]]:
+        """Failures when another resource of this program manages the same variables."""
+        if claim is None:
+            return []
+        failures = []
+        with self._lock:
+            for other_urn, other in self._claims.items():
+                if other_urn == urn:
+                    continue
+                other_name = _name(other_urn)
+                if claim.exclusive or other.exclusive:
+                    owner = "this resource" if claim.exclusive else f"'{other_name}'"
+                    failures.append(("vars", f"{owner} is exclusive (owns the account's whole set) but "
+                                             f"'{other_name if claim.exclusive else _name(urn)}' manages "
+                                             "variables of the same account: make one exclusive resource "
+                                             "hold them all, or set exclusive to false"))
+                    break
+                shared = sorted(claim.keys & other.keys)
+                if shared:
+                    failures.append(("vars", f"key {shared[0]!r} is also managed by '{other_name}': manage "
+                                             "each key in exactly one resource"))
+            if not failures:
+                self._claims[urn] = claim
+        return failures
+
+    def Diff(self, request: Any, context: grpc.ServicerContext) -> Any:
+        resource = self._resource(request.type)
+        _, props = self._type(request.type)
+        olds, _ = props.decode(request.olds)
+        news, _ = props.decode(request.news)
+        result = resource.diff(olds, news)
+        return provider_pb2.DiffResponse(
+            changes=provider_pb2.DiffResponse.DIFF_SOME if result.changes else provider_pb2.DiffResponse.DIFF_NONE,
+            diffs=result.changes,
+            replaces=result.replaces,
+            detailedDiff={path: provider_pb2.PropertyDiff(kind=DIFF_KINDS[kind], inputDiff=True)
+                          for path, kind in result.detailed.items()},
+            hasDetailedDiff=True,
+        )
+
+    def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
+        resource = self._resource(request.type)
+        _, props = self._type(request.type)
+        inputs, secrets = props.decode(request.properties)
+        if request.preview:
+            return provider_pb2.CreateResponse(properties=props.encode(resource.preview(None, inputs), secrets))
+        what = f"creating {request.type} '{_name(request.urn)}'"
+        resource_id, state = self._guard(context, what, lambda: resource.create(inputs), props, secrets)
+        return provider_pb2.CreateResponse(id=resource_id, properties=props.encode(state, secrets))
+
+    def Read(self, request: Any, context: grpc.ServicerContext) -> Any:
+        resource = self._resource(request.type)
+        _, props = self._type(request.type)
+        state, secrets = props.decode(request.properties)
+        what = f"reading {request.type} '{_name(request.urn)}'"
+        current = self._guard(context, what, lambda: resource.read(request.id, state))
+        if current is None:
+            return provider_pb2.ReadResponse()  # gone: the engine drops it and a later up recreates it
+        return provider_pb2.ReadResponse(
+            id=request.id,
+            properties=props.encode(current, secrets),
+            inputs=props.encode(resource.inputs_from_state(current), secrets),
+        )
+
+    def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
+        resource = self._resource(request.type)
+        _, props = self._type(request.type)
+        olds, _ = props.decode(request.olds)
+        news, secrets = props.decode(request.news)
+        if request.preview:
+            return provider_pb2.UpdateResponse(properties=props.encode(resource.preview(olds, news), secrets))
+        what = f"updating {request.type} '{_name(request.urn)}'"
+        state = self._guard(context, what, lambda: resource.update(request.id, olds, news), props, secrets)
+        return provider_pb2.UpdateResponse(properties=props.encode(state, secrets))
+
+    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        resource = self._resource(request.type)
+        _, props = self._type(request.type)
+        state, _ = props.decode(request.properties)
+        what = f"deleting {request.type} '{_name(request.urn)}'"
+        self._guard(context, what, lambda: resource.delete(request.id, state))
+        return empty_pb2.Empty()
+
+    def Cancel(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return empty_pb2.Empty()
+
+    def Attach(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return empty_pb2.Empty()
+
+    def GetMapping(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return provider_pb2.GetMappingResponse(provider="", data=b"")
+
+    def GetMappings(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return provider_pb2.GetMappingsResponse(providers=[])
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{char.lower()}" if char.isupper() else char for char in name)

@@ -1,0 +1,68 @@
+"""Pulumi property values on the wire: Struct conversion, secret wrappers and preview unknowns.
+
+The engine marks a secret as `{SIG_KEY: SECRET_SIG, "value": v}` and an unknown (a value not
+computed yet, in preview) as the string `UNKNOWN`. Resources see plain Python values; the
+servicer unwraps secrets on the way in and wraps them again on the way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def from_struct(struct: struct_pb2.Struct | None) -> dict[str, Any]:
+    """A Struct as a plain dict (numbers are floats, as on the wire)."""
+    if struct is None:
+        return {}
+    return dict(json_format.MessageToDict(struct))
+
+
+def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    """A dict as a Struct."""
+    struct = struct_pb2.Struct()
+    struct.update(values)
+    return struct
+
+
+def is_secret(value: Any) -> bool:
+    """Whether `value` is the engine's secret wrapper."""
+    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
+
+
+def secret(value: Any) -> dict[str, Any]:
+    """`value` wrapped as a secret (idempotent)."""
+    return value if is_secret(value) else {SIG_KEY: SECRET_SIG, "value": value}
+
+
+def reveal(value: Any) -> tuple[Any, bool]:
+    """`value` with every secret wrapper removed, and whether it held any."""
+    if is_secret(value):
+        return reveal(value.get("value"))[0], True
+    if isinstance(value, dict):
+        found = False
+        plain = {}
+        for key, item in value.items():
+            plain[key], inner = reveal(item)
+            found = found or inner
+        return plain, found
+    if isinstance(value, list):
+        pairs = [reveal(item) for item in value]
+        return [item for item, _ in pairs], any(inner for _, inner in pairs)
+    return value, False
+
+
+def has_unknown(value: Any) -> bool:
+    """Whether `value` is, or holds anywhere, a preview unknown."""
+    if value == UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(has_unknown(item) for item in value.values())
+    if isinstance(value, list):
+        return any(has_unknown(item) for item in value)
+    return False
