@@ -1,0 +1,91 @@
+"""Run the real Pulumi CLI on an example program, offline: a temp PULUMI_HOME and a local file backend.
+
+Used by `make demo`, the CLI tests and the benchmarks. The engine comes from
+`scripts/build-pulumi.sh` (built once, cached); the plugin and the SDK come from the project's `.venv`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+@cache
+def pulumi_bin() -> Path:
+    """The directory of the pinned `pulumi` and `pulumi-language-python` (built on first use)."""
+    built = subprocess.run([str(REPO / "scripts" / "build-pulumi.sh")], check=True, capture_output=True, text=True)
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+class Workspace:
+    """One copy of an example program, its own stack state and Pulumi home, pointed at one server."""
+
+    def __init__(self, tmp: Path, program: Path, server_url: str, token: str, stack: str = "dev"):
+        self.dir = tmp / program.name
+        shutil.copytree(program, self.dir, ignore=shutil.ignore_patterns("Pulumi.*.yaml", "__pycache__"))
+        project = (self.dir / "Pulumi.yaml").read_text()
+        (self.dir / "Pulumi.yaml").write_text(project.replace("../../.venv", str(VENV_BIN.parent)))
+        (tmp / "state").mkdir(exist_ok=True)
+        self.env = {
+            "PATH": os.pathsep.join([str(pulumi_bin()), str(VENV_BIN), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": os.environ.get("HOME", str(tmp)),
+            "PULUMI_HOME": str(tmp / "pulumi-home"),
+            "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
+            "PULUMI_CONFIG_PASSPHRASE": "envvars-test-passphrase",
+            "PULUMI_SKIP_UPDATE_CHECK": "1",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+            "NO_COLOR": "1",
+            # The pinned language host predates runtime.options.virtualenv: name the venv's python.
+            "PULUMI_PYTHON_CMD": str(VENV_BIN / "python"),
+            "VERS_URL": server_url,
+            "VERS_API_KEY": token,
+        }
+        self.stack = stack
+        self.run("stack", "init", stack)
+
+    def run(
+        self, *args: str, check: bool = True, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`pulumi ARGS --non-interactive` in the program's directory."""
+        result = subprocess.run(
+            [str(pulumi_bin() / "pulumi"), *args, "--non-interactive"], cwd=self.dir,
+            env={**self.env, **(extra_env or {})}, capture_output=True, text=True, timeout=600,
+        )
+        if check and result.returncode != 0:
+            output = f"{result.stdout}\n{result.stderr}"
+            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{output}")
+        return result
+
+    def up(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """`pulumi up --yes --skip-preview`."""
+        return self.run("up", "--yes", "--skip-preview", *args, **kwargs)
+
+    def preview(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """`pulumi preview --diff`."""
+        return self.run("preview", "--diff", *args, **kwargs)
+
+    def outputs(self) -> dict[str, Any]:
+        """The stack outputs, secrets shown."""
+        return dict(json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout))
+
+    def export(self) -> str:
+        """The stack's state file as the engine exports it (secrets stay encrypted)."""
+        return self.run("stack", "export").stdout
+
+    def set_config(self, key: str, value: str, secret: bool = False) -> None:
+        """`pulumi config set`, the value passed on stdin so it never appears in a process listing."""
+        args = [str(pulumi_bin() / "pulumi"), "config", "set", key, "--non-interactive"]
+        if secret:
+            args.append("--secret")
+        subprocess.run(args, cwd=self.dir, env=self.env, input=value, capture_output=True, text=True, check=True)
