@@ -12,7 +12,7 @@ from typing import Any
 
 from envvars_provider import VERSION
 from envvars_provider.config import SETTINGS
-from envvars_provider.resources import RESOURCES
+from envvars_provider.registry import RESOURCES
 from envvars_provider.resources.base import STRING_MAP, Prop
 
 TYPES: dict[str, dict[str, Any]] = {

@@ -8,9 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2, empty_pb2, struct_pb2
-from google.rpc import code_pb2, status_pb2
-from grpc_status import rpc_status
+from google.protobuf import empty_pb2, struct_pb2
 
 from envvars_provider import VERSION
 from envvars_provider import config as provider_config
@@ -30,7 +28,7 @@ DIFF_KINDS = {
 
 
 def _resource_types() -> dict[str, type[Resource]]:
-    from envvars_provider.resources import RESOURCES
+    from envvars_provider.registry import RESOURCES
 
     return {resource.token: resource for resource in RESOURCES}
 
@@ -58,6 +56,11 @@ class Properties:
             if was_secret:
                 secrets.add(prop.name)
         return values, secrets
+
+    def failure_property(self, name: str, secrets: set[str]) -> str:
+        """The property a Check failure names: none for a secret, as the engine prints the named one's value."""
+        prop = self.by_name.get(name)
+        return "" if prop is None or prop.secret or name in secrets else prop.wire
 
     def encode(self, values: dict[str, Any], secrets: set[str]) -> struct_pb2.Struct:
         """A Struct with every secret property wrapped, declared secret or passed as one."""
@@ -110,6 +113,10 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         try:
             return call()
         except PartialApply as exc:
+            from google.protobuf import any_pb2
+            from google.rpc import code_pb2, status_pb2
+            from grpc_status import rpc_status
+
             if props is None:
                 raise AssertionError("partial apply from an operation without state") from exc
             state = props.encode(exc.outputs, secrets or set())
@@ -173,8 +180,8 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         failures += self._claim(request.urn, resource.claim(inputs))
         return provider_pb2.CheckResponse(
             inputs=props.encode(inputs, secrets),
-            failures=[provider_pb2.CheckFailure(property=props.by_name[p].wire if p in props.by_name else p,
-                                                reason=reason) for p, reason in failures],
+            failures=[provider_pb2.CheckFailure(property=props.failure_property(p, secrets), reason=reason)
+                      for p, reason in failures],
         )
 
     def _claim(self, urn: str, claim: Claim | None) -> list[tuple[str, str]]:
