@@ -51,8 +51,9 @@ class EnvVars(VersResource):
         "account are never touched, and deleting the resource deletes only its keys. With "
         "`exclusive: true` the resource owns the whole set: unlisted variables are removed on every "
         "update, and deleting the resource empties the set.\n\n"
-        "Import with the id `account`: `pulumi import envvars:vers:EnvVars NAME account` adopts the "
-        "account's whole set as an exclusive resource."
+        "Import with the id `account` to adopt the account's whole set as an exclusive resource "
+        "(`pulumi import envvars:vers:EnvVars NAME account`), or with a comma-separated key list to "
+        "adopt just those keys (`pulumi import envvars:vers:EnvVars NAME KEY1,KEY2`)."
     )
     inputs: ClassVar[tuple[Prop, ...]] = (
         Prop("vars", STRING_MAP, "The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (at most 256 "
@@ -103,16 +104,18 @@ class EnvVars(VersResource):
 
     def read(self, resource_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
         stored = self.client.get_vars()
-        if state.get("exclusive", True):
-            current = stored
-        else:
-            current = {key: stored[key] for key in state.get("vars") or {} if key in stored}
-        if not current and not state.get("exclusive", True):
+        if not state:  # import: `account` adopts the whole set, `KEY1,KEY2` just those keys
+            exclusive = resource_id == ACCOUNT_ID
+            state = {"exclusive": exclusive, "vars": {} if exclusive else dict.fromkeys(resource_id.split(","))}
+        exclusive = bool(state.get("exclusive"))
+        managed = state.get("vars") or {}
+        current = stored if exclusive else {key: stored[key] for key in managed if key in stored}
+        if not current and not exclusive:
             return None  # every managed key was deleted out of band: recreate
         revision = int(state.get("revision") or 0)
-        if current != state.get("vars"):
+        if current != managed:
             revision += 1
-        return {"vars": current, "exclusive": state.get("exclusive", True), "revision": revision or 1}
+        return {"vars": current, "exclusive": exclusive, "revision": max(revision, 1)}
 
     def delete(self, resource_id: str, state: dict[str, Any]) -> None:
         if state.get("exclusive"):
@@ -200,8 +203,17 @@ class Vm(VersResource):
     def create(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         config = {name: inputs[name] for name in self.CONFIG_FIELDS if inputs.get(name) is not None}
         vm_id = self.client.new_root(config)
-        metadata = self.client.vm_metadata(vm_id) or {}
+        try:
+            metadata = self.client.vm_metadata(vm_id) or {}
+        except Exception as exc:
+            raise PartialApply(f"VM {vm_id} was created but could not be read: {exc}", vm_id,
+                               {**inputs, **self._outputs(vm_id, {})}) from None
         return vm_id, {**inputs, **self._outputs(vm_id, metadata)}
+
+    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+        """Every input replaces the VM, so an update only finishes an interrupted create: read it again."""
+        metadata = self.client.vm_metadata(resource_id) or {}
+        return {**news, **self._outputs(resource_id, metadata)}
 
     def read(self, resource_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
         metadata = self.client.vm_metadata(resource_id)
