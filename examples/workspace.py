@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,8 @@ class Workspace:
         self.dir = tmp / program.name
         shutil.copytree(program, self.dir, ignore=shutil.ignore_patterns("Pulumi.*.yaml", "__pycache__"))
         project = (self.dir / "Pulumi.yaml").read_text()
-        (self.dir / "Pulumi.yaml").write_text(project.replace("../../.venv", str(VENV_BIN.parent)))
+        # The program's relative path to the project's venv (`../../.venv`, `../../../.venv`) made absolute.
+        (self.dir / "Pulumi.yaml").write_text(re.sub(r"(\.\./)+\.venv", str(VENV_BIN.parent), project))
         (tmp / "state").mkdir(exist_ok=True)
         self.env = {
             "PATH": os.pathsep.join([str(pulumi_bin()), str(VENV_BIN), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -74,6 +76,10 @@ class Workspace:
     def preview(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """`pulumi preview --diff`."""
         return self.run("preview", "--diff", *args, **kwargs)
+
+    def destroy(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """`pulumi destroy --yes --skip-preview`."""
+        return self.run("destroy", "--yes", "--skip-preview", *args, **kwargs)
 
     def outputs(self) -> dict[str, Any]:
         """The stack outputs, secrets shown."""

@@ -110,8 +110,6 @@ class EnvVars(VersResource):
         exclusive = bool(state.get("exclusive"))
         managed = state.get("vars") or {}
         current = stored if exclusive else {key: stored[key] for key in managed if key in stored}
-        if not current and not exclusive:
-            return None  # every managed key was deleted out of band: recreate
         revision = int(state.get("revision") or 0)
         if current != managed:
             revision += 1

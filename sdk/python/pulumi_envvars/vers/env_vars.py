@@ -72,7 +72,7 @@ class EnvVars(pulumi.CustomResource):
 
         With `exclusive: false` (the default) only the listed keys are managed: other variables of the account are never touched, and deleting the resource deletes only its keys. With `exclusive: true` the resource owns the whole set: unlisted variables are removed on every update, and deleting the resource empties the set.
 
-        Import with the id `account`: `pulumi import envvars:vers:EnvVars NAME account` adopts the account's whole set as an exclusive resource.
+        Import with the id `account` to adopt the account's whole set as an exclusive resource (`pulumi import envvars:vers:EnvVars NAME account`), or with a comma-separated key list to adopt just those keys (`pulumi import envvars:vers:EnvVars NAME KEY1,KEY2`).
 
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
@@ -90,7 +90,7 @@ class EnvVars(pulumi.CustomResource):
 
         With `exclusive: false` (the default) only the listed keys are managed: other variables of the account are never touched, and deleting the resource deletes only its keys. With `exclusive: true` the resource owns the whole set: unlisted variables are removed on every update, and deleting the resource empties the set.
 
-        Import with the id `account`: `pulumi import envvars:vers:EnvVars NAME account` adopts the account's whole set as an exclusive resource.
+        Import with the id `account` to adopt the account's whole set as an exclusive resource (`pulumi import envvars:vers:EnvVars NAME account`), or with a comma-separated key list to adopt just those keys (`pulumi import envvars:vers:EnvVars NAME KEY1,KEY2`).
 
         :param str resource_name: The name of the resource.
         :param EnvVarsArgs args: The arguments to use to populate this resource's properties.
