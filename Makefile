@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RELIABILITY := tests/test_fuzz.py tests/test_durability.py tests/test_concurrency.py tests/test_secrets.py \
+	tests/test_auth_isolation.py tests/test_faults.py tests/test_bad_input.py
 
-.PHONY: install engine demo test test-unit gen-schema gen-sdk clean
+.PHONY: install engine demo test test-unit soak bench bench-smoke gen-schema gen-sdk clean
 
 install: $(STAMP) engine ## venv with the project, the SDK, the pinned deps; host tools; the Pulumi engine
 
@@ -24,11 +26,20 @@ demo: install ## start the server, `pulumi up` the example, show what each VM se
 	$(BIN)/python examples/demo.py
 
 test: install ## the whole suite, after the linter
-	$(BIN)/ruff check envvars server provider tests examples
+	$(BIN)/ruff check envvars server provider tests examples bench
 	$(BIN)/python -m pytest -q
 
 test-unit: install ## the fast part of the suite (no real engine)
 	$(BIN)/python -m pytest -q -m 'not slow'
+
+soak: install ## the reliability suite at its larger setting (about 25 minutes): its figures print at the end
+	ENVVARS_SOAK=1 $(BIN)/python -m pytest -q $(RELIABILITY)
+
+bench: install ## the benchmarks (several minutes): one line per figure, JSON in bench/results/
+	$(BIN)/python -m bench
+
+bench-smoke: install ## the same benchmarks with tiny sizes (under a minute): they run, nothing is measured
+	$(BIN)/python -m bench --smoke
 
 gen-schema: $(STAMP) ## schema.json from the resource declarations
 	$(BIN)/python -m envvars_provider.schema schema.json

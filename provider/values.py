@@ -9,18 +9,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "struct_value":
+        return {key: _value(item) for key, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
 def from_struct(struct: struct_pb2.Struct | None) -> dict[str, Any]:
     """A Struct as a plain dict (numbers are floats, as on the wire)."""
     if struct is None:
         return {}
-    return dict(json_format.MessageToDict(struct))
+    return {key: _value(item) for key, item in struct.fields.items()}
 
 
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
@@ -48,6 +63,9 @@ def reveal(value: Any) -> tuple[Any, bool]:
         found = False
         plain = {}
         for key, item in value.items():
+            if isinstance(item, str):  # the common case, kept off the recursion
+                plain[key] = item
+                continue
             plain[key], inner = reveal(item)
             found = found or inner
         return plain, found

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from envvars_server.auth import BearerAuth
 from envvars_server.errors import install_error_handlers
+from envvars_server.faults import FaultInjector
+from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from envvars_server.platforms import vers, vers_vm
 from envvars_server.store import Store
 
@@ -17,8 +19,8 @@ from envvars_server.store import Store
 PLATFORMS = [vers, vers_vm]
 
 
-def create_app(data_dir: Path) -> FastAPI:
-    """Build the server for one data dir (SQLite file, VM roots, commits)."""
+def create_app(data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, faults: bool = False) -> FastAPI:
+    """Build the server for one data dir (SQLite file, VM roots, commits); `faults` is for tests only."""
     store = Store(data_dir)
     orchestrator = vers_vm.make_orchestrator(store, data_dir)
 
@@ -40,5 +42,9 @@ def create_app(data_dir: Path) -> FastAPI:
     for platform in PLATFORMS:
         app.include_router(platform.router)
     install_error_handlers(app, envelopes)
+    # Outermost last: faults (tests only), then auth before any body is read, then the body limit.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, envelopes=envelopes)
     app.add_middleware(BearerAuth, store=store, envelopes=envelopes)
+    if faults:
+        app.add_middleware(FaultInjector, envelopes=envelopes)
     return app

@@ -53,7 +53,8 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-def current_user(
+# `async`: FastAPI runs a plain `def` dependency in its threadpool, a thread hop on every request.
+async def current_user(
     request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
 ) -> str:
     """The id of the user the request's token belongs to (set by `BearerAuth`)."""

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -18,7 +20,10 @@ def _serve(args: argparse.Namespace) -> int:
     except IsolationUnavailable as exc:
         print(f"envvars-server: cannot start VMs on this host: {exc}", file=sys.stderr)
         return 2
-    app = create_app(Path(args.data_dir))
+    if args.faults:
+        print("envvars-server: fault injection is on (--faults): for tests only, see POST /_faults",
+              file=sys.stderr)
+    app = create_app(Path(args.data_dir), max_body_bytes=args.max_body_bytes, faults=args.faults)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
 
@@ -41,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", required=True, help="directory for the SQLite file and VM roots")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                       help="larger request bodies get 413 (default: %(default)s)")
+    serve.add_argument("--faults", action="store_true",
+                       help="TEST ONLY: enable fault injection (POST /_faults); never on a real server")
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="manage API tokens")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +53,25 @@ def error_body(envelopes: Sequence[Envelope], path: str, status: int, message: s
     return (owner.render if owner else default_render)(status, message)
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods the served OpenAPI document lists for the request's path, for a 405's `Allow`."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        parts = re.split(r"(\{[^/{}]+\})", template)
+        pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
     """Render every error, including FastAPI's own 404/405/422, in the owning platform's envelope."""
 
-    def render(request: Request, status: int, message: str) -> Response:
-        return JSONResponse(error_body(envelopes, request.url.path, status, message), status_code=status)
+    def render(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+        body = error_body(envelopes, request.url.path, status, message)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
@@ -64,8 +79,46 @@ def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        return render(request, 400, describe_validation_error(exc.errors()))
+        errors = exc.errors()
+        content_type = request.headers.get("content-type", "")
+        media_type = content_type.partition(";")[0].strip().lower()
+        sent_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+        if sent_body and errors and errors[0].get("loc", ("",))[0] == "body" and media_type != "application/json":
+            message = f"request body must be JSON sent with Content-Type: application/json, not {content_type!r}"
+            return render(request, 400, message)
+        return render(request, 400, describe_validation_error(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return render(request, exc.status_code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError | UnicodeDecodeError):
+            # FastAPI's own "There was an error parsing the body", made specific.
+            reason = "nested too deeply" if isinstance(exc.__cause__, RecursionError) else "not valid UTF-8"
+            return render(request, 400, f"request body is not valid JSON: {reason}")
+        if exc.status_code == 405:
+            # RFC 9110: a 405 lists every method the path allows (Starlette names only one route's).
+            headers["Allow"] = allowed_methods(request)
+        return render(request, exc.status_code, str(exc.detail), headers)
+
+    document_validation_errors_as_400(app)
+
+
+def document_validation_errors_as_400(app: FastAPI) -> None:
+    """Drop the 422 FastAPI documents for every route: validation errors are 400s in the envelope.
+
+    Each router documents its 400 with the platform's error model, so the served document lists only
+    what the server really returns.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()  # generated once and cached by FastAPI; stripping it again is a no-op
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = document.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -25,17 +26,22 @@ def free_port() -> int:
 class ServerProcess:
     """`envvars-server serve` in a child process; a context manager that starts and stops it."""
 
-    def __init__(self, data_dir: Path, log: IO[str] | None = None, port: int | None = None):
+    def __init__(self, data_dir: Path, log: IO[str] | None = None, port: int | None = None,
+                 access_log: bool = False, args: Sequence[str] = ()):
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        self.access_log = access_log  # one line per request in `log` (benchmarks count them)
+        self.args = list(args)  # more `serve` options, e.g. `--faults` in tests
         self.process: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start the server and wait until it answers."""
+        logs = (["--log-level", "info", "--access-log"] if self.access_log  # uvicorn logs access at info
+                else ["--log-level", "warning", "--no-access-log"])
         command = [sys.executable, "-m", "envvars_server.cli", "serve", "--port", str(self.port),
-                   "--data-dir", str(self.data_dir), "--log-level", "warning", "--no-access-log"]
+                   "--data-dir", str(self.data_dir), *logs, *self.args]
         self.process = subprocess.Popen(
             command, stdout=self.log or subprocess.DEVNULL, stderr=self.log or subprocess.DEVNULL,
             text=True, start_new_session=True,

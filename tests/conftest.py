@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from envvars_server.launch import ServerProcess
+from tests.figures import pytest_terminal_summary  # noqa: F401  (prints the reliability figures)
 
 _users = itertools.count()
 

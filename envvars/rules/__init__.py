@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 _SHOWN_KEY_CHARS = 64
 
@@ -29,8 +30,9 @@ class KeyRules:
     forbidden_keys: frozenset[str] = frozenset()
     max_count: int | None = None
 
+    @cached_property
     def compiled(self) -> re.Pattern[str]:
-        """The key pattern, compiled (cached by `re`)."""
+        """The key pattern, compiled once."""
         return re.compile(self.key_pattern)
 
 
@@ -53,37 +55,35 @@ def check_key(rules: KeyRules, key: object) -> None:
     """Raise `RuleViolation` when `key` is not a valid variable name on this platform."""
     if not isinstance(key, str):
         raise RuleViolation(f"env var key {key!r} must be a string")
-    shown = show_key(key)
     if len(key) < rules.min_key_len:
-        raise RuleViolation(f"env var key {shown} is empty: keys need at least {rules.min_key_len} char", key)
+        raise RuleViolation(f"env var key {show_key(key)} is empty: keys need at least {rules.min_key_len} char", key)
     if len(key) > rules.max_key_len:
         raise RuleViolation(
-            f"env var key {shown} is too long: {len(key)} chars, the limit is {rules.max_key_len}", key
+            f"env var key {show_key(key)} is too long: {len(key)} chars, the limit is {rules.max_key_len}", key
         )
-    if not rules.compiled().fullmatch(key):
-        raise RuleViolation(f"env var key {shown} is invalid: keys must match {rules.key_pattern}", key)
+    if not rules.compiled.fullmatch(key):
+        raise RuleViolation(f"env var key {show_key(key)} is invalid: keys must match {rules.key_pattern}", key)
     if key in rules.forbidden_keys:
-        raise RuleViolation(f"env var key {shown} is reserved by {rules.platform} and cannot be set", key)
+        raise RuleViolation(f"env var key {show_key(key)} is reserved by {rules.platform} and cannot be set", key)
     for prefix in rules.reserved_prefixes:
         if key.startswith(prefix):
             raise RuleViolation(
-                f"env var key {shown} uses the prefix {prefix!r}, which {rules.platform} reserves", key
+                f"env var key {show_key(key)} uses the prefix {prefix!r}, which {rules.platform} reserves", key
             )
 
 
 def check_value(rules: KeyRules, key: str, value: object) -> None:
     """Raise `RuleViolation` when the value of `key` breaks a value rule; the value is never shown."""
-    shown = show_key(key)
     if not isinstance(value, str):
-        raise RuleViolation(f"value of env var {shown} must be a string, got {type(value).__name__}", key)
+        raise RuleViolation(f"value of env var {show_key(key)} must be a string, got {type(value).__name__}", key)
     if len(value) > rules.max_value_len:
         raise RuleViolation(
-            f"value of env var {shown} is too long: {len(value)} chars, the limit is {rules.max_value_len}",
+            f"value of env var {show_key(key)} is too long: {len(value)} chars, the limit is {rules.max_value_len}",
             key,
         )
     for char, reason in rules.forbidden_value_chars.items():
         if char in value:
-            raise RuleViolation(f"value of env var {shown} contains {reason}", key)
+            raise RuleViolation(f"value of env var {show_key(key)} contains {reason}", key)
 
 
 def check_vars(rules: KeyRules, variables: Mapping[str, object], existing: int = 0) -> None:
@@ -95,3 +95,22 @@ def check_vars(rules: KeyRules, variables: Mapping[str, object], existing: int =
         raise RuleViolation(
             f"too many env vars: {existing + len(variables)}, the limit on {rules.platform} is {rules.max_count}"
         )
+
+
+def key_json_schema(rules: KeyRules) -> dict[str, object]:
+    """The key rules as JSON Schema, for the OpenAPI document (the server still checks with `check_key`)."""
+    schema: dict[str, object] = {
+        "type": "string", "pattern": rules.key_pattern, "minLength": rules.min_key_len, "maxLength": rules.max_key_len,
+    }
+    if rules.forbidden_keys:
+        schema["not"] = {"enum": sorted(rules.forbidden_keys)}
+    return schema
+
+
+def value_json_schema(rules: KeyRules) -> dict[str, object]:
+    """The value rules as JSON Schema, for the OpenAPI document (the server still checks with `check_value`)."""
+    schema: dict[str, object] = {"type": "string", "maxLength": rules.max_value_len}
+    if rules.forbidden_value_chars:
+        forbidden = "".join(f"\\u{ord(char):04x}" for char in sorted(rules.forbidden_value_chars))
+        schema["pattern"] = f"^[^{forbidden}]*$"
+    return schema

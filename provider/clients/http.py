@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import requests
@@ -11,7 +12,8 @@ from urllib3.util.retry import Retry
 from envvars_provider.errors import PlatformError, UnreachableError
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-TIMEOUT = (5.0, 120.0)  # connect, read (a VM boot is waited for)
+# connect, read (a VM boot is waited for); ENVVARS_HTTP_TIMEOUT overrides the read timeout, in seconds.
+TIMEOUT = (5.0, float(os.environ.get("ENVVARS_HTTP_TIMEOUT") or 120.0))
 
 
 def retry_policy(total: int = 5, backoff: float = 0.25) -> Retry:

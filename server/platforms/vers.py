@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from envvars.rules import RuleViolation, check_key, check_vars, show_key
+from envvars.rules import RuleViolation, check_key, check_vars, key_json_schema, show_key, value_json_schema
 from envvars.rules.vers import RULES
 from envvars_server.auth import current_user
 from envvars_server.errors import ApiError, Envelope
@@ -43,7 +43,9 @@ class SetEnvVarsRequest(BaseModel):
 
     vars: dict[StrictStr, StrictStr] = Field(
         description="Key-value pairs to set. Keys must match `^[A-Za-z_][A-Za-z0-9_]*$`, max 256 chars; "
-        "values max 8192 chars and no newline, carriage return or NUL."
+        "values max 8192 chars and no newline, carriage return or NUL.",
+        # The rules, documented; the handler checks them so that errors name the key and the rule.
+        json_schema_extra={"propertyNames": key_json_schema(RULES), "additionalProperties": value_json_schema(RULES)},
     )
     replace: StrictBool | None = Field(
         default=False,
@@ -61,12 +63,13 @@ class EnvVarsResponse(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Validation error"},
     401: {"model": ErrorResponse, "description": "Unauthorized"},
+    413: {"model": ErrorResponse, "description": "Request body larger than the server's limit"},
 }
 
 router = APIRouter(prefix=PREFIX, tags=["env_vars"], responses=ERRORS)
 
 
-def store_of(request: Request) -> Store:
+async def store_of(request: Request) -> Store:  # async: no thread hop (see current_user)
     """The server's store."""
     store: Store = request.app.state.store
     return store
@@ -97,7 +100,11 @@ def set_env_vars(
     response_class=Response,
     responses={404: {"model": ErrorResponse, "description": "No such variable"}},
 )
-def delete_env_var(key: str, user: str = Depends(current_user), store: Store = Depends(store_of)) -> Response:
+def delete_env_var(
+    key: Annotated[str, Path(json_schema_extra=key_json_schema(RULES))],
+    user: str = Depends(current_user),
+    store: Store = Depends(store_of),
+) -> Response:
     """Delete one variable; 404 when the user has no variable of that name."""
     try:
         check_key(RULES, key)

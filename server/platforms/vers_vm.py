@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictStr
 
 from envvars_server.auth import current_user
 from envvars_server.errors import ApiError
@@ -19,7 +19,33 @@ from envvars_server.store import Store
 __all__ = ["ENVELOPE", "make_orchestrator", "router"]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "No such VM or commit"}}
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorResponse, "description": "The VM is not running (booting, paused, sleeping or dead)"},
+}
+GUEST: dict[int | str, dict[str, Any]] = {
+    **NOT_READY,
+    503: {"model": ErrorResponse, "description": "The VM's agent did not answer"},
+    504: {"model": ErrorResponse, "description": "The command or file operation timed out in the VM"},
+}
 router = APIRouter(prefix=PREFIX, tags=["vm"], responses={**ERRORS, **NOT_FOUND})
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema's `integer` includes 5.0: accept a float without a fraction as that int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# JSON Schema's `integer`: never a bool or a string, and 5.0 is 5. Bounds go before it in an
+# `Annotated`, or they reach the OpenAPI document as unknown `ge`/`le` keywords.
+WHOLE = BeforeValidator(_whole_number)
+# What the guest agent accepts as a path, documented (the agent checks it and names the rule):
+# absolute, no `..` component, no NUL. Whether it exists, or stays inside the root through
+# symlinks, depends on the VM, so those are 404/400 answers the document cannot express.
+GUEST_PATH = {"pattern": r"^/(?!(?:.*/)?\.\.(?:/|$))[^\u0000]*$"}
+NO_NUL = {"pattern": r"^[^\u0000]*$"}
+BASE64 = {"pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
 
 
 def make_orchestrator(store: Store, data_dir: Path) -> Orchestrator:
@@ -27,7 +53,7 @@ def make_orchestrator(store: Store, data_dir: Path) -> Orchestrator:
     return Orchestrator(store, data_dir, env_for=lambda owner: store.get_vars(PLATFORM, owner))
 
 
-def orchestrator_of(request: Request) -> Orchestrator:
+async def orchestrator_of(request: Request) -> Orchestrator:  # async: no thread hop (see current_user)
     """The server's orchestrator."""
     orchestrator: Orchestrator = request.app.state.orchestrator
     return orchestrator
@@ -38,12 +64,14 @@ class VmConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fs_size_mib: StrictInt | None = Field(default=None, ge=64, le=1_048_576, description="Disk size, MiB.")
+    fs_size_mib: Annotated[int, Strict(), Field(ge=64, le=1_048_576), WHOLE] | None = Field(
+        default=None, description="Disk size, MiB.")
     image_name: Literal["default"] | None = Field(default=None, description="Must be 'default'.")
     kernel_name: Literal["default.bin"] | None = Field(default=None, description="Must be 'default.bin'.")
     labels: dict[StrictStr, StrictStr] | None = None
-    mem_size_mib: StrictInt | None = Field(default=None, ge=128, le=262_144, description="RAM, MiB.")
-    vcpu_count: StrictInt | None = Field(default=None, ge=1, le=64, description="vCPUs.")
+    mem_size_mib: Annotated[int, Strict(), Field(ge=128, le=262_144), WHOLE] | None = Field(
+        default=None, description="RAM, MiB.")
+    vcpu_count: Annotated[int, Strict(), Field(ge=1, le=64), WHOLE] | None = Field(default=None, description="vCPUs.")
 
     def resolved(self) -> dict[str, Any]:
         """The config with defaults filled in."""
@@ -117,9 +145,16 @@ class VmCommitResponse(BaseModel):
     commit_id: str
 
 
+def _commit_id_documented_as_required(schema: dict[str, Any]) -> None:
+    schema["required"] = ["commit_id"]
+    schema["properties"]["commit_id"] = {"type": "string", "title": "Commit Id"}
+
+
 class FromCommitRequest(BaseModel):
     """Request body for POST /api/v1/vm/from_commit (`commit_id`; tags are not kept here)."""
 
+    # Vers also accepts `tag_name` or `ref`; this server keeps no tags, so it documents what it needs.
+    model_config = ConfigDict(json_schema_extra=_commit_id_documented_as_required)
     commit_id: StrictStr | None = None
     tag_name: StrictStr | None = None
     ref: StrictStr | None = None
@@ -128,12 +163,14 @@ class FromCommitRequest(BaseModel):
 class VmExecRequest(BaseModel):
     """Request body for POST /api/v1/vm/{vm_id}/exec."""
 
-    command: list[StrictStr] = Field(min_length=1)
-    env: dict[StrictStr, StrictStr] | None = None
+    command: list[StrictStr] = Field(min_length=1, json_schema_extra={"items": {"type": "string", **NO_NUL}})
+    env: dict[StrictStr, StrictStr] | None = Field(default=None, json_schema_extra={
+        "propertyNames": {"minLength": 1, "pattern": r"^[^=\u0000]*$"}, "additionalProperties": NO_NUL})
     exec_id: StrictStr | None = None
     stdin: StrictStr | None = None
-    timeout_secs: StrictInt | None = Field(default=None, ge=0, le=3600, description="0 = no timeout")
-    working_dir: StrictStr | None = None
+    timeout_secs: Annotated[int, Strict(), Field(ge=0, le=3600), WHOLE] | None = Field(
+        default=None, description="0 = no timeout")
+    working_dir: StrictStr | None = Field(default=None, json_schema_extra=NO_NUL)
 
 
 class VmExecResponse(BaseModel):
@@ -154,10 +191,10 @@ class VmReadFileResponse(BaseModel):
 class VmWriteFileRequest(BaseModel):
     """Request body for PUT /api/v1/vm/{vm_id}/files."""
 
-    path: StrictStr
-    content_b64: StrictStr = ""
+    path: StrictStr = Field(json_schema_extra=GUEST_PATH)
+    content_b64: StrictStr = Field(default="", json_schema_extra=BASE64)
     create_dirs: StrictBool | None = False
-    mode: StrictInt | None = Field(default=0o644, ge=0, le=0o7777)
+    mode: Annotated[int, Strict(), Field(ge=0, le=0o7777), WHOLE] | None = 0o644
 
 
 class VmDeleteResponse(BaseModel):
@@ -196,7 +233,7 @@ def metadata(vm_id: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
     return vms.record(user, vm_id)
 
 
-@router.patch("/vm/{vm_id}/state", operation_id="update_vm_state")
+@router.patch("/vm/{vm_id}/state", operation_id="update_vm_state", responses=NOT_READY)
 def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
     """Pause (`Paused`/`Sleeping`) or resume (`Running`) a VM."""
     vms.set_state(user, vm_id, body.state.lower())
@@ -204,7 +241,7 @@ def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Caller, vms
 
 
 @router.post("/vm/{vm_or_commit_id}/branch", operation_id="branch_vm", status_code=201,
-             response_model=NewVmsResponse)
+             response_model=NewVmsResponse, responses=NOT_READY)
 def branch(
     vm_or_commit_id: str, count: int = Query(default=1, ge=1, le=100), keep_paused: bool = False,
     user: str = Caller, vms: Orchestrator = Vms,
@@ -213,7 +250,8 @@ def branch(
     return {"vms": [{"vm_id": vm_id} for vm_id in vms.branch(user, vm_or_commit_id, count, keep_paused)]}
 
 
-@router.post("/vm/{vm_id}/commit", operation_id="commit_vm", status_code=201, response_model=VmCommitResponse)
+@router.post("/vm/{vm_id}/commit", operation_id="commit_vm", status_code=201, response_model=VmCommitResponse,
+             responses=NOT_READY)
 def commit(
     vm_id: str, body: CommitVmRequest | None = None, keep_paused: bool = False,
     user: str = Caller, vms: Orchestrator = Vms,
@@ -239,7 +277,7 @@ def delete(vm_id: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
     return {"vm_id": vm_id}
 
 
-@router.post("/vm/{vm_id}/exec", operation_id="exec_vm", response_model=VmExecResponse)
+@router.post("/vm/{vm_id}/exec", operation_id="exec_vm", response_model=VmExecResponse, responses=GUEST)
 def exec_command(vm_id: str, body: VmExecRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
     """Run a command in the VM with the environment a login shell there gets."""
     result = vms.exec(user, vm_id, {
@@ -252,13 +290,15 @@ def exec_command(vm_id: str, body: VmExecRequest, user: str = Caller, vms: Orche
     return {**result, "exec_id": body.exec_id}
 
 
-@router.get("/vm/{vm_id}/files", operation_id="read_file_vm", response_model=VmReadFileResponse)
-def read_file(vm_id: str, path: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+@router.get("/vm/{vm_id}/files", operation_id="read_file_vm", response_model=VmReadFileResponse, responses=GUEST)
+def read_file(
+    vm_id: str, path: Annotated[str, Query(json_schema_extra=GUEST_PATH)], user: str = Caller, vms: Orchestrator = Vms
+) -> Any:
     """A file from inside the VM, base64-encoded."""
     return {"content_b64": base64.b64encode(vms.read_file(user, vm_id, path)).decode()}
 
 
-@router.put("/vm/{vm_id}/files", operation_id="write_file_vm")
+@router.put("/vm/{vm_id}/files", operation_id="write_file_vm", responses=GUEST)
 def write_file(vm_id: str, body: VmWriteFileRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
     """Write a file inside the VM."""
     try:

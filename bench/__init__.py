@@ -1,0 +1,1 @@
+"""Benchmarks: each measures a subject against a baseline in the same run and reports their ratio."""

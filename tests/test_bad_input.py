@@ -1,0 +1,214 @@
+"""Bad input everywhere: a clear 4xx in the platform's envelope, nothing stored, the server still up.
+
+Look-alike and invisible characters in keys, NUL bytes, bodies over the server's size limit (declared
+or chunked), deeply nested JSON, invalid JSON and UTF-8, wrong content types, and wrong methods,
+on every operation of the OpenAPI document that could take them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from envvars_server.app import PLATFORMS
+from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
+from tests import openapi_doc
+from tests.conftest import Api
+from tests.figures import figure
+
+OPERATIONS = openapi_doc.operations()
+WITH_BODY = [(m, p) for m, p in OPERATIONS if openapi_doc.body_schema(m, p) is not None]
+ENVELOPES = [platform.ENVELOPE for platform in PLATFORMS]
+TEN_MB = 10 * 1024 * 1024
+_tally = {"requests": 0, "stored_after": 0}
+
+LOOKALIKE_KEYS = {
+    "cyrillic A": "\u0410PP_ENV",
+    "greek omicron": "C\u039fNFIG",
+    "fullwidth K": "\uff2bEY",
+    "kelvin sign": "\u212aEY",
+    "long s": "\u017fECRET",
+    "dotted I": "\u0130D",
+    "zero-width space": "KEY\u200b",
+    "zero-width joiner": "K\u200dEY",
+    "combining acute": "A\u0301PP",
+    "arabic-indic digit": "KEY_\u0661",
+    "superscript two": "KEY\u00b2",
+    "trailing newline": "KEY\n",
+    "NUL inside": "A\x00B",
+    "NUL only": "\x00",
+    "non-breaking space": "MY\u00a0KEY",
+}
+BAD_VALUES = {"NUL": "before\x00after", "newline": "line\nbreak", "carriage return": "a\rb",
+              "too long": "x" * 8193}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tally() -> Iterator[None]:
+    yield
+    figure("bad input", requests=_tally["requests"], operations=len(OPERATIONS),
+           stored_after_rejection=_tally["stored_after"])
+
+
+@pytest.fixture
+def user(api: Api) -> Iterator[Api]:
+    """A user with one variable and no VM; after each test the set is unchanged and the server still up."""
+    assert api.put("/api/v1/env_vars", json={"vars": {"KEPT": "kept"}}).status_code == 200
+    yield api
+    after = api.get("/api/v1/env_vars").json()["vars"]
+    if after != {"KEPT": "kept"}:
+        _tally["stored_after"] += 1
+    assert after == {"KEPT": "kept"}
+    assert api.get("/api/v1/vm").json() == []
+    assert requests.get(api.base_url + "/openapi.json", timeout=30).status_code == 200
+
+
+def assert_rejected(response: requests.Response, path: str, status: int | tuple[int, ...] = 400) -> str:
+    """A 4xx of the expected status in the envelope of the platform owning `path`; returns the message."""
+    _tally["requests"] += 1
+    expected = status if isinstance(status, tuple) else (status,)
+    assert response.status_code in expected, (response.status_code, response.text[:300])
+    body = response.json()
+    owner = next(e for e in ENVELOPES if path.startswith(e.prefix))
+    messages = [value for value in body.values() if isinstance(value, str)]
+    assert any(owner.render(response.status_code, message) == body for message in messages), body
+    return str(messages[0])
+
+
+@pytest.mark.parametrize("key", list(LOOKALIKE_KEYS.values()), ids=list(LOOKALIKE_KEYS))
+def test_look_alike_and_invisible_keys_are_refused_naming_the_key(user: Api, key: str) -> None:
+    message = assert_rejected(user.put("/api/v1/env_vars", json={"vars": {"GOOD": "1", key: "v"}}), "/api/v1/env_vars")
+    assert repr(key) in message and "must match" in message
+    response = user.put("/api/v1/env_vars", json={"vars": {key: "v"}, "replace": True})
+    assert_rejected(response, "/api/v1/env_vars")
+    assert_rejected(user.delete("/api/v1/env_vars/" + requests.utils.quote(key, safe="")), "/api/v1/env_vars/")
+
+
+@pytest.mark.parametrize("value", list(BAD_VALUES.values()), ids=list(BAD_VALUES))
+def test_values_that_cannot_be_stored_are_refused_without_echoing_them(user: Api, value: str) -> None:
+    message = assert_rejected(user.put("/api/v1/env_vars", json={"vars": {"OK": "1", "BAD": value}}),
+                              "/api/v1/env_vars")
+    assert "'BAD'" in message and value not in message
+
+
+def test_nul_bytes_in_paths_and_queries(user: Api) -> None:
+    assert_rejected(user.delete("/api/v1/env_vars/A%00B"), "/api/v1/env_vars/")
+    vm = user.post("/api/v1/vm/new_root?wait_boot=true", json={"vm_config": {}}).json()["vm_id"]
+    try:
+        assert_rejected(user.get(f"/api/v1/vm/{vm}/files", params={"path": "/etc/\x00environment"}), "/api/v1/vm")
+        assert_rejected(user.put(f"/api/v1/vm/{vm}/files", json={"path": "/tmp/a\x00b", "content_b64": ""}),
+                        "/api/v1/vm")
+        assert_rejected(user.post(f"/api/v1/vm/{vm}/exec", json={"command": ["echo", "a\x00b"]}), "/api/v1/vm")
+        assert_rejected(user.post(f"/api/v1/vm/{vm}/exec", json={"command": ["env"], "env": {"A\x00": "b"}}),
+                        "/api/v1/vm")
+    finally:
+        assert user.delete(f"/api/v1/vm/{vm}").status_code == 200
+
+
+def bad_bodies() -> dict[str, tuple[bytes, str | None]]:
+    """Bodies no operation may accept: (bytes, content type)."""
+    nested = b"[" * 200_000 + b"]" * 200_000
+    return {
+        "invalid JSON": (b'{"vars": {"A": "1",}', "application/json"),
+        "truncated JSON": (b'{"vars": {"A": ', "application/json"),
+        "invalid UTF-8": (b'{"vars": {"A": "\xff\xfe"}}', "application/json"),
+        "deeply nested array": (nested, "application/json"),
+        "deeply nested object": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "application/json"),
+        "nested inside a field": (b'{"vars": ' + nested + b"}", "application/json"),
+        "top-level array": (b"[]", "application/json"),
+        "top-level string": (b'"vars"', "application/json"),
+        "null": (b"null", "application/json"),
+        "JSON as text/plain": (b'{"vars": {"A": "1"}}', "text/plain"),
+        "form-encoded": (b"vars=A&replace=true", "application/x-www-form-urlencoded"),
+        "multipart": (b'--b\r\nContent-Disposition: form-data; name="vars"\r\n\r\nA\r\n--b--\r\n',
+                      "multipart/form-data; boundary=b"),
+        "XML": (b"<vars><A>1</A></vars>", "application/xml"),
+        "no content type": (b'{"vars": {"A": "1"}}', None),
+        "empty body": (b"", "application/json"),
+    }
+
+
+BAD_BODIES = bad_bodies()
+
+
+@pytest.mark.parametrize("body", list(BAD_BODIES), ids=list(BAD_BODIES))
+@pytest.mark.parametrize(("method", "path"), WITH_BODY, ids=[f"{m} {p}" for m, p in WITH_BODY])
+def test_malformed_bodies_are_a_clear_400(user: Api, method: str, path: str, body: str) -> None:
+    data, content_type = BAD_BODIES[body]
+    url = path.replace("{vm_id}", "00000000-0000-0000-0000-000000000000").replace(
+        "{vm_or_commit_id}", "00000000-0000-0000-0000-000000000000")
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = user.request(method, url, data=data, headers=headers)
+    # A well-formed request to a missing VM would be 404: a malformed body must be found out first.
+    # Where the body is optional, sending none (empty, or JSON null) is well-formed.
+    optional = not openapi_doc.operation(method, path)["requestBody"].get("required", False)
+    message = assert_rejected(response, path, (400, 404) if optional and body in ("null", "empty body") else 400)
+    assert "Internal" not in message
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_bodies_over_the_limit_are_413(user: Api, method: str, path: str) -> None:
+    url = path.replace("{vm_id}", "x").replace("{vm_or_commit_id}", "x").replace("{key}", "K")
+    payload = b'{"vars": {"BIG": "' + b"x" * TEN_MB + b'"}}'
+    message = assert_rejected(user.request(method, url, data=payload, headers={"Content-Type": "application/json"}),
+                              path, 413)
+    assert str(DEFAULT_MAX_BODY_BYTES) in message
+
+
+@pytest.mark.parametrize(("method", "path"), WITH_BODY, ids=[f"{m} {p}" for m, p in WITH_BODY])
+def test_chunked_bodies_over_the_limit_are_413_once_read_past_it(user: Api, method: str, path: str) -> None:
+    # Without a Content-Length the size is known only while reading: routes that read a body stop at
+    # the limit; the others never read it (and never parse it) whatever its size.
+    url = path.replace("{vm_id}", "x").replace("{vm_or_commit_id}", "x")
+    payload = b'{"vars": {"BIG": "' + b"x" * TEN_MB + b'"}}'
+    chunks = (payload[i:i + 65536] for i in range(0, len(payload), 65536))
+    response = user.request(method, url, data=chunks, headers={"Content-Type": "application/json"})
+    assert_rejected(response, path, 413)
+
+
+def test_a_body_just_under_the_limit_is_accepted(user: Api) -> None:
+    keys = (DEFAULT_MAX_BODY_BYTES - 1024) // 8200
+    variables = {f"K{n}": "x" * 8192 for n in range(keys)}
+    assert len(json.dumps({"vars": variables}).encode()) < DEFAULT_MAX_BODY_BYTES
+    response = user.put("/api/v1/env_vars", json={"vars": variables})
+    assert response.status_code == 200
+    for key in variables:
+        assert user.delete(f"/api/v1/env_vars/{key}").status_code == 204
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_undocumented_methods_are_405_with_allow(user: Api, method: str, path: str) -> None:
+    url = path.replace("{vm_id}", "x").replace("{vm_or_commit_id}", "x").replace("{key}", "K")
+    # Every template the concrete path matches (`/vm/new_root` is also `/vm/{vm_id}`) allows its methods.
+    documented = {m for m, template in OPERATIONS
+                  if re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)), url)}
+    for wrong in sorted({"GET", "PUT", "POST", "PATCH", "DELETE", "TRACE"} - documented):
+        response = user.request(wrong, url)
+        assert_rejected(response, path, 405)
+        assert set(response.headers["Allow"].split(", ")) - {"HEAD"} == documented
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    ("wait_boot=maybe", 400), ("wait_boot=", 400),
+])
+def test_bad_query_values_are_400(user: Api, query: str, status: int) -> None:
+    assert_rejected(user.post(f"/api/v1/vm/new_root?{query}", json={"vm_config": {}}), "/api/v1/vm", status)
+
+
+@pytest.mark.parametrize("count", ["0", "101", "-1", "1.5", "abc", "1e2", ""])
+def test_bad_branch_counts_are_400(user: Api, count: str) -> None:
+    response = user.post(f"/api/v1/vm/00000000-0000-0000-0000-000000000000/branch?count={count}")
+    assert_rejected(response, "/api/v1/vm", 400)
+
+
+def test_wrong_types_in_a_valid_shape(user: Api) -> None:
+    bodies: list[Any] = [{"vars": {"A": 1}}, {"vars": {"A": None}}, {"vars": {"A": ["x"]}}, {"vars": {"A": {"b": "c"}}},
+                         {"vars": ["A"]}, {"vars": "A=1"}, {"vars": {"A": "1"}, "replace": "yes"},
+                         {"vars": {"A": "1"}, "replace": 1}, {}]
+    for body in bodies:
+        assert_rejected(user.put("/api/v1/env_vars", json=body), "/api/v1/env_vars")

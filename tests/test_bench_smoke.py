@@ -1,0 +1,41 @@
+"""The benchmarks in smoke mode (`make bench-smoke`): each runs and reports, so they do not rot.
+
+Only that every figure is printed and written is asserted, never a timing: performance is
+measured by `make bench`, as ratios against baselines of the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIGURES = [
+    "provider_cold_start",
+    "diff_10k",
+    "requests_per_change.create_200",
+    "requests_per_change.change_1",
+    "requests_per_change.refresh",
+    "server_throughput.get",
+    "server_throughput.put",
+    "boot_injection",
+    "boot_injection.concurrent",
+    "up_100_vars_vs_dynamic",
+    "preview_noop_100",
+]
+
+
+@pytest.mark.slow
+def test_bench_smoke_prints_and_writes_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--results", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = {line.split(": ", 1)[0] for line in done.stdout.splitlines() if ": " in line}
+    assert [name for name in FIGURES if name not in printed] == []
+    (written,) = tmp_path.glob("bench-smoke-*.json")
+    figures = json.loads(written.read_text())["figures"]
+    assert sorted(figure["name"] for figure in figures) == sorted(FIGURES)

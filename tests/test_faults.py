@@ -1,0 +1,95 @@
+"""The provider under server faults: 500s, 429 with Retry-After, reset connections, stalls past the client timeout.
+
+The reference server runs with `--faults` (test-only) and a plan armed before `pulumi up`. That up
+either succeeds (the provider retried) or fails naming the request and the status; then, faults off,
+the next up converges: the account holds exactly the program's variables, the server exactly the
+VMs the state knows (nothing duplicated, nothing orphaned), and a preview shows no changes.
+
+Stalls are aimed at the env-var routes only: a POST that the server runs after the client gave up
+would create a VM the state never learns of (see the README's Guarantees).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from envvars_server.launch import ServerProcess
+from examples.workspace import Workspace
+from tests.figures import figure, scaled
+
+pytestmark = pytest.mark.slow
+
+FLEET = Path(__file__).resolve().parent / "programs" / "fleet"
+PLANS: dict[str, dict[str, Any]] = {
+    "500": {"kind": "status", "status": 500, "count": 6, "every": 3},
+    "503 on every request": {"kind": "status", "status": 503, "count": 10_000},
+    "429 with Retry-After": {"kind": "status", "status": 429, "retry_after": 1, "count": 4, "every": 3},
+    "connection reset": {"kind": "reset", "count": 6, "every": 3},
+    "stall past the client timeout": {"kind": "stall", "seconds": 4, "count": 2, "every": 5,
+                                      "path_prefix": "/api/v1/env_vars"},
+}
+CLIENT_TIMEOUT_S = "2"
+
+
+@pytest.fixture(scope="module")
+def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    data_dir = tmp_path_factory.mktemp("faulty-server")
+    with (data_dir.parent / "faulty-server.log").open("w") as log, \
+            ServerProcess(data_dir, log=log, args=["--faults"]) as server:
+        yield server
+
+
+def arm(server: ServerProcess, *faults: dict[str, Any]) -> None:
+    response = requests.post(server.url + "/_faults", json={"faults": list(faults)}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def injected(server: ServerProcess) -> int:
+    return sum(requests.get(server.url + "/_faults", timeout=10).json()["injected"].values())
+
+
+def test_faults_are_off_without_the_switch(server: ServerProcess) -> None:
+    assert requests.post(server.url + "/_faults", json={"faults": []}, timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("plan", list(PLANS), ids=list(PLANS))
+def test_up_under_faults_then_converges(tmp_path: Path, faulty_server: ServerProcess, plan: str) -> None:
+    count, vms = scaled(20, 100), 1
+    token = faulty_server.token(f"faults-{plan}")
+    ws = Workspace(tmp_path, FLEET, faulty_server.url, token)
+    ws.env["ENVVARS_HTTP_TIMEOUT"] = CLIENT_TIMEOUT_S
+    for key, value in {"count": str(count), "prefix": "F", "vms": str(vms)}.items():
+        ws.set_config(key, value)
+    headers = {"Authorization": f"Bearer {token}"}
+    before = injected(faulty_server)
+
+    arm(faulty_server, PLANS[plan])
+    first = ws.up("--parallel", "8", check=False)
+    arm(faulty_server)
+    faults = injected(faulty_server) - before
+    output = first.stdout + first.stderr
+    if first.returncode != 0:
+        # A clear message: the request, the status or the missing answer; never a Python traceback.
+        assert "Traceback" not in output
+        assert ("failed with HTTP" in output or "no answer after retries" in output), output[-3000:]
+
+    ws.up("--parallel", "8")
+    stored = requests.get(faulty_server.url + "/api/v1/env_vars", headers=headers, timeout=30).json()["vars"]
+    live = {vm["vm_id"] for vm in requests.get(faulty_server.url + "/api/v1/vm", headers=headers, timeout=30).json()}
+    state = json.loads(ws.export())["deployment"]["resources"]
+    in_state = {r["outputs"]["vmId"] for r in state if r["type"] == "envvars:vers:Vm"}
+    preview = json.loads(ws.run("preview", "--json").stdout)["changeSummary"]
+    figure(f"faults: {plan}", faults_injected=faults, first_up="ok" if first.returncode == 0 else "failed clearly",
+           resources=count + vms, orphaned_vms=len(live - in_state), missing_vms=len(in_state - live),
+           wrong_keys=len(set(stored) ^ {f"F_{n}" for n in range(count)}))
+    assert faults > 0
+    assert stored == {f"F_{n}": f"v{n}" for n in range(count)}
+    assert live == in_state and len(live) == vms
+    assert preview == {"same": count + vms + 1}
+    ws.destroy()
+    assert requests.get(faulty_server.url + "/api/v1/vm", headers=headers, timeout=30).json() == []
