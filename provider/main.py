@@ -29,7 +29,10 @@ def main() -> None:
     server.start()
     sys.stdout.write(f"{port}\n")
     sys.stdout.flush()
-    server.wait_for_termination()
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:  # the engine stops plugins with SIGINT: a normal end, not a crash
+        server.stop(grace=None)
 
 
 if __name__ == "__main__":
