@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from envvars_provider.errors import ConfigError
+from envvars_provider.names import camel
 
 
 @dataclass(frozen=True)
@@ -22,16 +23,21 @@ class Setting:
     secret: bool = False
     is_url: bool = False
 
+    @property
+    def key(self) -> str:
+        """The setting as a program configures it: `envvars:versUrl`."""
+        return "envvars:" + camel(self.name)
+
     def check(self, value: Any) -> str | None:
         """The reason `value` is not acceptable, or None."""
         if value is None:
             return None
         if not isinstance(value, str):
-            return f"envvars:{self.name} must be a string"
+            return f"{self.key} must be a string"
         if self.is_url:
             url = urlparse(value)
             if url.scheme not in ("http", "https") or not url.netloc:
-                return (f"envvars:{self.name} must be an http(s) URL such as https://api.vers.sh, "
+                return (f"{self.key} must be an http(s) URL such as https://api.vers.sh, "
                         f"got {value!r}")
         return None
 
@@ -62,12 +68,12 @@ def check(given: Mapping[str, Any]) -> list[tuple[str, str]]:
     failures = []
     for setting in SETTINGS:
         value = given.get(setting.name)
-        source = f"envvars:{setting.name}"
+        source = setting.key
         if value is None and os.environ.get(setting.env):
             value, source = os.environ[setting.env], setting.env
         reason = setting.check(value)
         if reason:
-            failures.append((setting.name, reason.replace(f"envvars:{setting.name}", source, 1)))
+            failures.append((setting.name, reason.replace(setting.key, source, 1)))
     return failures
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from envvars_provider import VERSION
 from envvars_provider.config import SETTINGS
+from envvars_provider.names import camel
 from envvars_provider.registry import RESOURCES
 from envvars_provider.resources.base import STRING_MAP, Prop
 
@@ -43,7 +44,7 @@ def _config() -> dict[str, dict[str, Any]]:
             spec["default"] = setting.default
         if setting.secret:
             spec["secret"] = True
-        variables[Prop(setting.name, "string", "").wire] = spec
+        variables[camel(setting.name)] = spec
     return variables
 
 

@@ -13,8 +13,9 @@ from google.protobuf import empty_pb2, struct_pb2
 from envvars_provider import VERSION
 from envvars_provider import config as provider_config
 from envvars_provider.errors import PartialApply, ProviderError
+from envvars_provider.names import camel, snake
 from envvars_provider.protos import plugin_pb2, provider_pb2, provider_pb2_grpc
-from envvars_provider.resources.base import Claim, Resource, camel
+from envvars_provider.resources.base import Claim, Resource
 from envvars_provider.values import UNKNOWN, from_struct, reveal, secret, to_struct
 
 log = logging.getLogger("envvars.provider")
@@ -161,14 +162,14 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         if request.HasField("args"):
             given = self._config_values(request.args)
         else:  # older engines: {"envvars:config:versUrl": "..."}
-            given = {_snake(key.rsplit(":", 1)[-1]): value for key, value in request.variables.items()}
+            given = {snake(key.rsplit(":", 1)[-1]): value for key, value in request.variables.items()}
         self._config = self._guard(context, "configuring envvars", lambda: provider_config.resolve(given))
         return provider_pb2.ConfigureResponse(acceptSecrets=True, supportsPreview=True, acceptResources=True)
 
     @staticmethod
     def _config_values(struct: struct_pb2.Struct) -> dict[str, Any]:
         values, _ = reveal(from_struct(struct))
-        return {_snake(key): value for key, value in values.items() if value != UNKNOWN}
+        return {snake(key): value for key, value in values.items() if value != UNKNOWN}
 
     # -- resources --------------------------------------------------------------------------
 
@@ -278,7 +279,3 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
 
     def GetMappings(self, request: Any, context: grpc.ServicerContext) -> Any:
         return provider_pb2.GetMappingsResponse(providers=[])
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{char.lower()}" if char.isupper() else char for char in name)

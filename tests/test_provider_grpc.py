@@ -194,7 +194,7 @@ def test_check_config_rejects_a_malformed_url(plugin: Plugin) -> None:
     response = plugin.stub.CheckConfig(provider_pb2.CheckRequest(
         urn=urn("pulumi:providers:envvars", "default"), news=to_struct({"versUrl": "not a url"})))
     assert [(f.property, f.reason) for f in response.failures] == [
-        ("versUrl", "envvars:vers_url must be an http(s) URL such as https://api.vers.sh, got 'not a url'")]
+        ("versUrl", "envvars:versUrl must be an http(s) URL such as https://api.vers.sh, got 'not a url'")]
 
 
 def test_get_schema_is_the_committed_schema(plugin: Plugin) -> None:

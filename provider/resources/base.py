@@ -13,15 +13,10 @@ from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
 from envvars_provider.config import Config
+from envvars_provider.names import camel
 from envvars_provider.values import UNKNOWN, has_unknown
 
 STRING, BOOLEAN, INTEGER, STRING_MAP = "string", "boolean", "integer", "map<string>"
-
-
-def camel(name: str) -> str:
-    """snake_case → lowerCamelCase, the schema's and the wire's spelling."""
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 @dataclass(frozen=True)
