@@ -80,26 +80,24 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
     def __init__(self) -> None:
         self._config: provider_config.Config | None = None
         self._types: dict[str, type[Resource]] | None = None
-        self._instances: dict[str, Resource] = {}
+        self._handlers: dict[str, tuple[Resource, Properties]] = {}
         self._claims: dict[str, Claim] = {}
         self._lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _type(self, token: str) -> tuple[type[Resource], Properties]:
-        if self._types is None:
-            self._types = _resource_types()
-        resource = self._types.get(token)
-        if resource is None:
-            raise ProviderError(f"unknown resource type {token!r}")
-        return resource, Properties(resource)
-
-    def _resource(self, token: str) -> Resource:
+    def _handler(self, token: str) -> tuple[Resource, Properties]:
+        """The resource for a type token and its wire mapping, made once per token."""
         with self._lock:
-            if token not in self._instances:
-                resource, _ = self._type(token)
-                self._instances[token] = resource(self._config or provider_config.resolve({}))
-            return self._instances[token]
+            if token not in self._handlers:
+                if self._types is None:
+                    self._types = _resource_types()
+                resource = self._types.get(token)
+                if resource is None:
+                    raise ProviderError(f"unknown resource type {token!r}")
+                config = self._config or provider_config.resolve({})
+                self._handlers[token] = (resource(config), Properties(resource))
+            return self._handlers[token]
 
     @staticmethod
     def _guard(
@@ -174,9 +172,8 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
     # -- resources --------------------------------------------------------------------------
 
     def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
-        resource_type, props = self._type(request.type)
+        resource, props = self._handler(request.type)
         news, secrets = props.decode(request.news)
-        resource = self._resource(request.type)
         inputs, failures = resource.check(news)
         failures += self._claim(request.urn, resource.claim(inputs))
         return provider_pb2.CheckResponse(
@@ -211,8 +208,7 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         return failures
 
     def Diff(self, request: Any, context: grpc.ServicerContext) -> Any:
-        resource = self._resource(request.type)
-        _, props = self._type(request.type)
+        resource, props = self._handler(request.type)
         olds, _ = props.decode(request.olds)
         news, _ = props.decode(request.news)
         result = resource.diff(olds, news)
@@ -226,8 +222,7 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         )
 
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
-        resource = self._resource(request.type)
-        _, props = self._type(request.type)
+        resource, props = self._handler(request.type)
         inputs, secrets = props.decode(request.properties)
         if request.preview:
             return provider_pb2.CreateResponse(properties=props.encode(resource.preview(None, inputs), secrets))
@@ -236,8 +231,7 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         return provider_pb2.CreateResponse(id=resource_id, properties=props.encode(state, secrets))
 
     def Read(self, request: Any, context: grpc.ServicerContext) -> Any:
-        resource = self._resource(request.type)
-        _, props = self._type(request.type)
+        resource, props = self._handler(request.type)
         state, secrets = props.decode(request.properties)
         what = f"reading {request.type} '{_name(request.urn)}'"
         current = self._guard(context, what, lambda: resource.read(request.id, state))
@@ -250,8 +244,7 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         )
 
     def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
-        resource = self._resource(request.type)
-        _, props = self._type(request.type)
+        resource, props = self._handler(request.type)
         olds, _ = props.decode(request.olds)
         news, secrets = props.decode(request.news)
         if request.preview:
@@ -261,8 +254,7 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         return provider_pb2.UpdateResponse(properties=props.encode(state, secrets))
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
-        resource = self._resource(request.type)
-        _, props = self._type(request.type)
+        resource, props = self._handler(request.type)
         state, _ = props.decode(request.properties)
         what = f"deleting {request.type} '{_name(request.urn)}'"
         self._guard(context, what, lambda: resource.delete(request.id, state))
