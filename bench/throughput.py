@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from functools import partial
 from typing import Any
 
 import requests
 
 from bench.common import REPO, Figure, Settings, alternate, ratio_figure
-from envvars_server.launch import ServerProcess, free_port
+from envvars_server.launch import ServerProcess, free_port, wait_until_answers
 
 CONNECTIONS = 16
 MAX_REQUESTS = 500_000
@@ -45,16 +44,11 @@ class HelloServer:
         self.port = free_port()
         self.process = subprocess.Popen([sys.executable, "-m", "bench.hello_app", "--port", str(self.port)],
                                         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{self.port}/hello", timeout=1)
-                return
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("the hello-world server did not start") from None
-                time.sleep(0.05)
+        try:
+            wait_until_answers("the hello-world server", f"http://127.0.0.1:{self.port}/hello", self.process, 30)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Terminate it."""

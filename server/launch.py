@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 import requests
 
@@ -21,6 +21,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_answers(name: str, url: str, process: subprocess.Popen[Any], timeout: float) -> None:
+    """Poll `url` until it answers; RuntimeError if `process` (`name`) exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode} at start")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} did not answer on {url} within {timeout}s")
 
 
 class ServerProcess:
@@ -46,17 +60,12 @@ class ServerProcess:
             command, stdout=self.log or subprocess.DEVNULL, stderr=self.log or subprocess.DEVNULL,
             text=True, start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"envvars-server exited with {self.process.returncode} at start")
-            try:
-                requests.get(self.url + "/openapi.json", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"envvars-server did not answer on {self.url} within {timeout}s")
+        try:
+            wait_until_answers("envvars-server", self.url + "/openapi.json", self.process, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def token(self, user: str) -> str:
         """A new API token for `user` (created in the server's data dir)."""
