@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import SplitResult, urlsplit
 
 from envvars_provider.errors import ConfigError
 from envvars_provider.names import camel
+
+log = logging.getLogger("envvars.provider")
+
+
+def redact(url: str) -> str:
+    """`url` with everything between `//` and its last `@` hidden, so a password is never echoed."""
+    if "@" not in url:
+        return url
+    head, sep, _ = url.partition("//")
+    return f"{head + sep if sep else ''}***@{url.rsplit('@', 1)[1]}"
+
+
+def _url_problem(key: str, value: str) -> str | None:
+    """The rule `value` breaks as a base URL, or None; the message shows the URL redacted."""
+    shown = redact(value)
+    try:
+        url = urlsplit(value)
+    except ValueError:  # an unbalanced bracket, or brackets around something other than an IPv6 address
+        return f"{key} has a malformed host: brackets must hold a whole IPv6 address, as in http://[::1]:8080, " \
+               f"got {shown!r}"
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return f"{key} must be an http(s) URL such as https://api.vers.sh, got {shown!r}"
+    if "@" in url.netloc:
+        return f"{key} must not contain credentials (user:password@): give the API key in its own setting, " \
+               f"got {shown!r}"
+    if any(char.isspace() or not char.isprintable() for char in value):
+        return f"{key} must not contain spaces or control characters, got {shown!r}"
+    if not _port_ok(url):
+        return f"{key} has an invalid port: it must be a number from 1 to 65535, got {shown!r}"
+    return None
+
+
+def _port_ok(url: SplitResult) -> bool:
+    try:
+        return url.port != 0
+    except ValueError:  # not a number, or out of range
+        return False
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -34,12 +82,17 @@ class Setting:
             return None
         if not isinstance(value, str):
             return f"{self.key} must be a string"
-        if self.is_url:
-            url = urlparse(value)
-            if url.scheme not in ("http", "https") or not url.netloc:
-                return (f"{self.key} must be an http(s) URL such as https://api.vers.sh, "
-                        f"got {value!r}")
-        return None
+        return _url_problem(self.key, value) if self.is_url else None
+
+    def warning(self, value: Any) -> str | None:
+        """A risk worth telling the user about in an acceptable `value`, or None."""
+        if not self.is_url or not isinstance(value, str) or self.check(value):
+            return None
+        url = urlsplit(value)
+        if url.scheme != "http" or _is_loopback(url.hostname or ""):
+            return None
+        return (f"{self.key} is plain http:// to {url.hostname!r}, which is not this machine: the API key and "
+                "secret values would cross the network unencrypted; use https://")
 
 
 SETTINGS = (
@@ -63,25 +116,43 @@ class Config:
             raise AttributeError(name) from None
 
 
+def _given(given: Mapping[str, Any], setting: Setting) -> tuple[Any, str]:
+    """A setting's value from the program, else its environment fallback, and where it came from."""
+    value = given.get(setting.name)
+    if value is None and os.environ.get(setting.env):
+        return os.environ[setting.env], setting.env
+    return value, setting.key
+
+
 def check(given: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(setting, reason) for every malformed setting, including its environment fallback."""
     failures = []
     for setting in SETTINGS:
-        value = given.get(setting.name)
-        source = setting.key
-        if value is None and os.environ.get(setting.env):
-            value, source = os.environ[setting.env], setting.env
+        value, source = _given(given, setting)
         reason = setting.check(value)
         if reason:
             failures.append((setting.name, reason.replace(setting.key, source, 1)))
     return failures
 
 
+def warnings(given: Mapping[str, Any]) -> list[str]:
+    """Risks in acceptable settings (plain http to another machine), including environment fallbacks."""
+    found = []
+    for setting in SETTINGS:
+        value, source = _given(given, setting)
+        warning = setting.warning(value)
+        if warning:
+            found.append(warning.replace(setting.key, source, 1))
+    return found
+
+
 def resolve(given: Mapping[str, Any]) -> Config:
-    """Settings from the program's config, else the environment, else the default."""
+    """Settings from the program's config, else the environment, else the default; logs any warning."""
     failures = check(given)
     if failures:
         raise ConfigError("; ".join(reason for _, reason in failures))
+    for warning in warnings(given):
+        log.warning("%s", warning)
     values = {}
     for setting in SETTINGS:
         value = given.get(setting.name)

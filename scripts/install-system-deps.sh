@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Host tools the reference server needs: bubblewrap isolates each VM sandbox.
+# Host tools the reference server needs: bubblewrap isolates each VM sandbox; as root, setpriv
+# (util-linux) runs it as an unprivileged id and mkfs.ext4 (e2fsprogs) makes its disk image.
 set -euo pipefail
-command -v bwrap >/dev/null && exit 0
+missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+if [ "$(id -u)" = 0 ]; then
+    command -v setpriv >/dev/null || missing+=(util-linux)
+    command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+fi
+[ ${#missing[@]} = 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-    echo "install-system-deps: bubblewrap (bwrap) is missing; install it as root: apt-get install bubblewrap" >&2
+    echo "install-system-deps: missing ${missing[*]}; install as root: apt-get install ${missing[*]}" >&2
     exit 1
 fi
-echo "install-system-deps: installing bubblewrap" >&2
+echo "install-system-deps: installing ${missing[*]}" >&2
 apt-get update -qq >&2
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >&2
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2

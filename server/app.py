@@ -8,21 +8,29 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from envvars.rules import SetLimits
 from envvars_server.auth import BearerAuth
 from envvars_server.errors import install_error_handlers
 from envvars_server.faults import FaultInjector
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from envvars_server.platforms import vers, vers_vm
+from envvars_server.slots import UserSlots
 from envvars_server.store import Store
 
 # Adding a platform: its module, and one line here.
 PLATFORMS = [vers, vers_vm]
 
 
-def create_app(data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, faults: bool = False) -> FastAPI:
-    """Build the server for one data dir (SQLite file, VM roots, commits); `faults` is for tests only."""
-    store = Store(data_dir)
-    orchestrator = vers_vm.make_orchestrator(store, data_dir)
+def create_app(
+    data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, faults: bool = False,
+    set_limits: SetLimits | None = None, vm_slots: UserSlots | None = None, **vm_limits: int,
+) -> FastAPI:
+    """Build the server for one data dir (SQLite file, VM disks, commits); `faults` is for tests only.
+
+    `vm_limits`: `max_vms_per_user` and `max_procs` (per VM), see `server/orchestrator.py`.
+    """
+    store = Store(data_dir, set_limits)
+    orchestrator = vers_vm.make_orchestrator(store, data_dir, **vm_limits)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -38,6 +46,7 @@ def create_app(data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, fau
     )
     app.state.store = store
     app.state.orchestrator = orchestrator
+    app.state.vm_slots = vm_slots or UserSlots()
     envelopes = [platform.ENVELOPE for platform in PLATFORMS]
     for platform in PLATFORMS:
         app.include_router(platform.router)

@@ -3,27 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from envvars.rules import DEFAULT_MAX_SET_BYTES, DEFAULT_MAX_SET_VARS
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
+from envvars_server.orchestrator import DEFAULT_MAX_PROCS, DEFAULT_MAX_VMS_PER_USER
+from envvars_server.slots import DEFAULT_PER_USER
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from envvars.rules import SetLimits
     from envvars_server.app import create_app
     from envvars_server.sandbox import IsolationUnavailable, check_isolation
+    from envvars_server.sandbox.host import host, private_mounts
+    from envvars_server.slots import UserSlots
 
+    os.umask(0o077)  # whatever the server writes is its user's alone
+    private_mounts()  # VM disks mounted by this server vanish with it, even after kill -9
     try:
         check_isolation()
     except IsolationUnavailable as exc:
         print(f"envvars-server: cannot start VMs on this host: {exc}", file=sys.stderr)
         return 2
+    print(f"envvars-server: VM isolation: {host().describe()}", file=sys.stderr)
     if args.faults:
         print("envvars-server: fault injection is on (--faults): for tests only, see POST /_faults",
               file=sys.stderr)
-    app = create_app(Path(args.data_dir), max_body_bytes=args.max_body_bytes, faults=args.faults)
+    app = create_app(
+        Path(args.data_dir), max_body_bytes=args.max_body_bytes, faults=args.faults,
+        set_limits=SetLimits(max_vars=args.max_vars_per_set, max_bytes=args.max_set_bytes),
+        vm_slots=UserSlots(per_user=args.vm_ops_per_user), max_vms_per_user=args.max_vms_per_user,
+        max_procs=args.vm_max_procs,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
 
@@ -48,6 +63,17 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                        help="larger request bodies get 413 (default: %(default)s)")
+    serve.add_argument("--max-vars-per-set", type=int, default=DEFAULT_MAX_SET_VARS,
+                       help="variables one user's set may hold (default: %(default)s)")
+    serve.add_argument("--max-set-bytes", type=int, default=DEFAULT_MAX_SET_BYTES,
+                       help="UTF-8 bytes of keys and values one set may hold (default: %(default)s)")
+    serve.add_argument("--max-vms-per-user", type=int, default=DEFAULT_MAX_VMS_PER_USER,
+                       help="live VMs one user may have (default: %(default)s)")
+    serve.add_argument("--vm-max-procs", type=int, default=DEFAULT_MAX_PROCS,
+                       help="processes and threads one VM may run, where the pids cgroup exists (default: %(default)s)")
+    serve.add_argument("--vm-ops-per-user", type=int, default=DEFAULT_PER_USER,
+                       help="VM operations (boot, exec, commit, files...) one user may have in flight; "
+                            "more get 429 (default: %(default)s)")
     serve.add_argument("--faults", action="store_true",
                        help="TEST ONLY: enable fault injection (POST /_faults); never on a real server")
     serve.set_defaults(run=_serve)

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envvars_server.errors import Envelope, error_body
+from envvars_server.inputs import StrictInput
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -26,10 +27,14 @@ class BodyTooLarge(StarletteHTTPException):
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over `max_bytes`, by Content-Length or by counting a chunked body."""
+    """ASGI middleware: refuse bodies over `max_bytes`, by Content-Length or by counting a chunked body.
+
+    Inside it, `StrictInput` refuses malformed input: it reads the body first, so it must only see
+    bodies this limit has already bounded, and wrapping it here keeps that order in one place.
+    """
 
     def __init__(self, app: Any, max_bytes: int, envelopes: Sequence[Envelope]):
-        self.app = app
+        self.app = StrictInput(app, envelopes)
         self.max_bytes = max_bytes
         self.envelopes = envelopes
 

@@ -14,7 +14,6 @@ boot and pause again, and VMs still `booting` when the server stopped are `dead`
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ from typing import Any
 
 from envvars.envfile import render
 from envvars_server.errors import ApiError
-from envvars_server.sandbox import AgentUnavailable, GuestError, Sandbox
+from envvars_server.sandbox import AgentUnavailable, GuestError, Limits, Sandbox
 from envvars_server.store import Store, now_iso
 
 log = logging.getLogger("envvars.orchestrator")
@@ -32,6 +31,8 @@ log = logging.getLogger("envvars.orchestrator")
 ENV_FILE = "/etc/environment"
 BOOT_TIMEOUT_S = 30.0
 PAUSED_STATES = {"paused", "sleeping"}
+DEFAULT_MAX_VMS_PER_USER = 20
+DEFAULT_MAX_PROCS = 256
 GUEST_ERROR_STATUS = {"bad_path": 400, "bad_request": 400, "not_found": 404, "is_directory": 400,
                       "timeout": 504, "too_large": 413, "io_error": 500}
 
@@ -48,13 +49,29 @@ class Machine:
 class Orchestrator:
     """Creates and drives the VMs of every user; records live in the store, roots under data_dir."""
 
-    def __init__(self, store: Store, data_dir: Path, env_for: Callable[[str], Mapping[str, str]]):
+    def __init__(self, store: Store, data_dir: Path, env_for: Callable[[str], Mapping[str, str]],
+                 max_vms_per_user: int = DEFAULT_MAX_VMS_PER_USER, max_procs: int = DEFAULT_MAX_PROCS):
         self.store = store
         self.vms_dir = data_dir / "vms"
         self.commits_dir = data_dir / "commits"
         self.env_for = env_for
+        self.max_vms_per_user = max_vms_per_user
+        self.max_procs = max_procs
         self._machines: dict[str, Machine] = {}
         self._registry_lock = threading.Lock()
+        self._quota_lock = threading.Lock()
+
+    def _sandbox(self, record: Mapping[str, Any]) -> Sandbox:
+        """The sandbox of a VM record, with the VM's declared memory and disk and the server's process limit."""
+        limits = Limits(mem_mib=record["mem_size_mib"], disk_mib=record["fs_size_mib"], max_procs=self.max_procs)
+        return Sandbox(self.vms_dir / record["vm_id"], limits)
+
+    def _reserve(self, owner: str, count: int) -> None:
+        """403 unless `count` more live VMs keep the owner within the per-user quota (call under _quota_lock)."""
+        live = len(self.store.list_vms(owner))
+        if live + count > self.max_vms_per_user:
+            raise ApiError(403, f"VM quota exceeded: {live} live VMs + {count} requested > {self.max_vms_per_user} "
+                                "per user; delete VMs first")
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -97,7 +114,7 @@ class Orchestrator:
         parent_commit_id: str | None = None,
         grandparent_vm_id: str | None = None,
     ) -> str:
-        """Create a VM (fresh, or from a commit's root) and boot it with the owner's env set."""
+        """Create a VM (fresh, or from a commit's disk) and boot it with the owner's env set."""
         env = dict(self.env_for(owner))  # the set at the moment of the request
         vm_id = str(uuid.uuid4())
         record = {
@@ -114,8 +131,10 @@ class Orchestrator:
             "parent_commit_id": parent_commit_id,
             "grandparent_vm_id": grandparent_vm_id,
         }
-        self.store.save_vm(record)
-        machine = Machine(Sandbox(self.vms_dir / vm_id))
+        with self._quota_lock:
+            self._reserve(owner, 1)
+            self.store.save_vm(record)
+        machine = Machine(self._sandbox(record))
         with self._registry_lock:
             self._machines[vm_id] = machine
         if not wait:
@@ -156,7 +175,7 @@ class Orchestrator:
             if not was_paused:
                 machine.sandbox.pause()
             try:
-                machine.sandbox.snapshot_root(self.commits_dir / commit_id / "root")
+                machine.sandbox.snapshot(self.commits_dir / commit_id)
             finally:
                 if not was_paused and not keep_paused:
                     machine.sandbox.resume()
@@ -177,14 +196,16 @@ class Orchestrator:
         return commit_id
 
     def commit_root(self, owner: str, commit_id: str) -> tuple[dict[str, Any], Path]:
-        """A commit of the owner and its root directory, or 404."""
+        """A commit of the owner and its snapshot directory, or 404."""
         commit = self.store.get_commit(owner, commit_id)
         if commit is None:
             raise ApiError(404, f"commit {commit_id!r} not found")
-        return commit, self.commits_dir / commit_id / "root"
+        return commit, self.commits_dir / commit_id
 
     def branch(self, owner: str, vm_or_commit_id: str, count: int, keep_paused: bool = False) -> list[str]:
         """New VMs from a commit, or from a fresh commit of a VM; each gets the current env set."""
+        with self._quota_lock:
+            self._reserve(owner, count)  # fail before committing; each create checks again
         grandparent = None
         if self.store.get_vm(owner, vm_or_commit_id) is not None:
             grandparent = vm_or_commit_id
@@ -220,7 +241,7 @@ class Orchestrator:
             machine.booted.wait(BOOT_TIMEOUT_S)
             machine.sandbox.destroy()
         else:
-            shutil.rmtree(self.vms_dir / vm_id, ignore_errors=True)
+            self._sandbox(record).destroy()
         record["state"] = "dead"
         record["deleted_at"] = now_iso()
         self.store.save_vm(record)
@@ -248,8 +269,8 @@ class Orchestrator:
     def recover(self) -> None:
         """Bring back the VMs recorded before a restart (see the module docstring)."""
         for record in self.store.list_vms():
-            machine = Machine(Sandbox(self.vms_dir / record["vm_id"]))
-            if record["state"] == "booting" or not machine.sandbox.root.is_dir():
+            machine = Machine(self._sandbox(record))
+            if record["state"] == "booting" or not machine.sandbox.exists():
                 record["state"] = "dead"
                 self.store.save_vm(record)
                 machine.booted.set()

@@ -21,6 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from envvars.rules import SetLimits, check_set_size
+from envvars_server.datadir import create_private, secure_data_dir
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
@@ -70,11 +73,16 @@ def hash_token(token: str) -> str:
 
 
 class Store:
-    """One SQLite file under the data dir; safe to share between the server's threads."""
+    """One SQLite file under the data dir; safe to share between the server's threads.
 
-    def __init__(self, data_dir: Path):
-        data_dir.mkdir(parents=True, exist_ok=True)
+    `set_limits` bounds every env-var set: a write that would leave a set beyond them stores nothing.
+    """
+
+    def __init__(self, data_dir: Path, set_limits: SetLimits | None = None):
+        secure_data_dir(data_dir)
         self.path = data_dir / DB_FILE
+        create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
+        self.set_limits = set_limits or SetLimits()
         self._local = threading.local()
         # One writer at a time inside this process, so SQLite's own lock is never contended and
         # "database is locked" cannot reach a client.
@@ -144,7 +152,12 @@ class Store:
     def put_vars(
         self, platform: str, owner: str, variables: Mapping[str, str], replace: bool, scope: str = ""
     ) -> dict[str, str]:
-        """Upsert `variables` (or, with `replace`, make them the whole set); return the set after."""
+        """Upsert `variables` (or, with `replace`, make them the whole set); return the set after.
+
+        Raises `RuleViolation`, storing nothing, when the set after would break `set_limits`: the
+        check runs on the set as written, inside the write's transaction and lock, so concurrent
+        writes cannot together pass it.
+        """
         where = (platform, owner, scope)
         with self._write() as db:
             if replace:
@@ -158,7 +171,9 @@ class Store:
                 "SELECT key, value FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? ORDER BY key",
                 where,
             )
-            return dict(rows.fetchall())
+            resulting = dict(rows.fetchall())
+            check_set_size(self.set_limits, resulting)  # raising rolls the transaction back
+            return resulting
 
     def delete_var(self, platform: str, owner: str, key: str, scope: str = "") -> bool:
         """Delete one variable; False when it did not exist."""

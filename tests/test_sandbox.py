@@ -291,11 +291,11 @@ def test_snapshot_and_copy_root_preserve_files_modes_and_symlinks(sandbox: Sandb
     client.write_file("/root/private", b"secret", mode=0o600)
     assert client.exec(["ln", "-s", "/root/bin/tool", "/root/link"])["exit_code"] == 0
     sandbox.pause()
-    sandbox.snapshot_root(tmp_path / "commit" / "root")
+    sandbox.snapshot(tmp_path / "commit")
     sandbox.resume()
 
     copy = Sandbox(tmp_path / "copy")
-    copy.create_root(tmp_path / "commit" / "root")
+    copy.create_root(tmp_path / "commit")
     copy.boot()
     try:
         assert copy.client().read_file("/etc/environment") == render({"A": "1"}).encode()
@@ -310,9 +310,12 @@ def test_snapshot_and_copy_root_preserve_files_modes_and_symlinks(sandbox: Sandb
 def test_fresh_root_has_no_etc_environment(isolation: None, tmp_path: Path) -> None:
     vm = Sandbox(tmp_path / "vm")
     vm.create_root()
-    assert not (vm.root / "etc/environment").exists()
-    with pytest.raises(FileExistsError):
-        vm.create_root()
+    try:
+        assert not (vm.root / "etc/environment").exists()
+        with pytest.raises(FileExistsError):
+            vm.create_root()
+    finally:
+        vm.destroy()
 
 
 def test_boot_works_with_a_vm_dir_longer_than_a_socket_path(isolation: None, tmp_path: Path) -> None:

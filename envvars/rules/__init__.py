@@ -14,6 +14,14 @@ from functools import cached_property
 
 _SHOWN_KEY_CHARS = 64
 
+# A whole set is written into a VM as one file in one agent frame (sandbox/protocol.py: frames of
+# 32 MiB, file content at most 16 MiB, sent base64-encoded). At these limits `/etc/environment` is
+# at most 4 MiB + 4 bytes a line (`KEY="VALUE"\n`), about 5.4 MiB once encoded: a third of the file
+# limit. 10,000 variables is far above real sets (tens to hundreds) and what the provider is
+# benchmarked with; at Vers' 8 KiB values the byte limit binds first (about 500 such values).
+DEFAULT_MAX_SET_VARS = 10_000
+DEFAULT_MAX_SET_BYTES = 4 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class KeyRules:
@@ -94,6 +102,29 @@ def check_vars(rules: KeyRules, variables: Mapping[str, object], existing: int =
     if rules.max_count is not None and existing + len(variables) > rules.max_count:
         raise RuleViolation(
             f"too many env vars: {existing + len(variables)}, the limit on {rules.platform} is {rules.max_count}"
+        )
+
+
+@dataclass(frozen=True)
+class SetLimits:
+    """How large one stored set may grow: variables, and UTF-8 bytes of its keys and values together."""
+
+    max_vars: int = DEFAULT_MAX_SET_VARS
+    max_bytes: int = DEFAULT_MAX_SET_BYTES
+
+
+def check_set_size(limits: SetLimits, resulting: Mapping[str, str]) -> None:
+    """Raise `RuleViolation` when the set a change would leave (`resulting`) breaks `limits`."""
+    if len(resulting) > limits.max_vars:
+        raise RuleViolation(
+            f"too many env vars: the set would hold {len(resulting)} after this change, "
+            f"the limit is {limits.max_vars} per set"
+        )
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in resulting.items())
+    if size > limits.max_bytes:
+        raise RuleViolation(
+            f"env var set too large: its keys and values would take {size} bytes (UTF-8) after this change, "
+            f"the limit is {limits.max_bytes} bytes per set"
         )
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from envvars_provider.errors import PlatformError, UnreachableError
+from envvars_provider.errors import PlatformError, ProviderError, UnreachableError
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 # connect, read (a VM boot is waited for); ENVVARS_HTTP_TIMEOUT overrides the read timeout, in seconds.
@@ -32,13 +33,48 @@ def retry_policy(total: int = 5, backoff: float = 0.25) -> Retry:
     )
 
 
+class RedirectRefused(ProviderError):
+    """The API redirected a request to another origin, which the provider never follows."""
+
+
+def origin(url: str) -> str:
+    """`scheme://host:port` of `url`, the port made explicit; no credentials, path or query."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a Location header with a bad port or bracket: no origin of ours
+        return "(a malformed URL)"
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+class _OtherOrigin(Exception):
+    """Raised inside requests' redirect loop; `ApiSession.call` turns it into `RedirectRefused`."""
+
+    def __init__(self, status: int, target: str):
+        super().__init__(target)
+        self.status = status
+        self.target = target
+
+
+class _SameOriginSession(requests.Session):
+    """Follows a redirect only within one origin: requests would re-send the body (secret values) elsewhere."""
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        # Called for every redirect hop after the new URL is set and before anything is sent to it.
+        target = origin(prepared_request.url or "")
+        if target != origin(response.url):
+            raise _OtherOrigin(response.status_code, target)
+        super().rebuild_auth(prepared_request, response)
+
+
 class ApiSession:
     """A bearer-authenticated JSON session against one base URL."""
 
     def __init__(self, base_url: str, token: str | None, error_reason: Any, retry: Retry | None = None):
         self.base_url = base_url.rstrip("/")
         self.error_reason = error_reason
-        self.session = requests.Session()
+        self.session = _SameOriginSession()
         adapter = HTTPAdapter(max_retries=retry or retry_policy(), pool_maxsize=32)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -49,13 +85,21 @@ class ApiSession:
         self.session.headers["User-Agent"] = "pulumi-resource-envvars"
 
     def call(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> requests.Response:
-        """Send a request (retrying per policy); raise `PlatformError` unless the status is expected."""
+        """Send a request (retrying per policy); raise `PlatformError` unless the status is expected.
+
+        A redirect is followed within the base URL's origin only; one elsewhere raises `RedirectRefused`.
+        """
         url = self.base_url + path
         try:
             if method == "POST":
                 response = self._post(url, **kwargs)
             else:
                 response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+        except _OtherOrigin as exc:
+            raise RedirectRefused(
+                f"{method} {path} was redirected (HTTP {exc.status}) to another origin, {exc.target}: refused, as "
+                "following it would hand that origin the request and its secret values; point the provider's "
+                "URL setting at the API's own address") from None
         except requests.RequestException as exc:
             raise UnreachableError(f"{method} {self.base_url}{path}: no answer after retries ({type(exc).__name__})") \
                 from None

@@ -85,12 +85,16 @@ def list_env_vars(user: str = Depends(current_user), store: Store = Depends(stor
 def set_env_vars(
     body: SetEnvVarsRequest, user: str = Depends(current_user), store: Store = Depends(store_of)
 ) -> EnvVarsResponse:
-    """Upsert variables, or with `replace: true` make them exactly the set; all or nothing."""
+    """Upsert variables, or with `replace: true` make them exactly the set; all or nothing.
+
+    A change that would leave the set beyond the server's limits (variables, bytes of keys and
+    values) is refused with 400.
+    """
     try:
         check_vars(RULES, body.vars)
-    except RuleViolation as exc:
+        return EnvVarsResponse(vars=store.put_vars(PLATFORM, user, body.vars, replace=bool(body.replace)))
+    except RuleViolation as exc:  # a bad key or value, or a set beyond the server's limits
         raise ApiError(400, exc.message) from None
-    return EnvVarsResponse(vars=store.put_vars(PLATFORM, user, body.vars, replace=bool(body.replace)))
 
 
 @router.delete(

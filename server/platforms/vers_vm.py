@@ -14,6 +14,8 @@ from envvars_server.auth import current_user
 from envvars_server.errors import ApiError
 from envvars_server.orchestrator import Orchestrator
 from envvars_server.platforms.vers import ENVELOPE, ERRORS, PLATFORM, PREFIX, ErrorResponse
+from envvars_server.sandbox.protocol import DEFAULT_EXEC_TIMEOUT_S, MAX_EXEC_TIMEOUT_S
+from envvars_server.slots import UserSlots
 from envvars_server.store import Store
 
 __all__ = ["ENVELOPE", "make_orchestrator", "router"]
@@ -27,7 +29,10 @@ GUEST: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "The VM's agent did not answer"},
     504: {"model": ErrorResponse, "description": "The command or file operation timed out in the VM"},
 }
-router = APIRouter(prefix=PREFIX, tags=["vm"], responses={**ERRORS, **NOT_FOUND})
+BUSY: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorResponse, "description": "Too many VM operations in flight for this user; see Retry-After"},
+}
+router = APIRouter(prefix=PREFIX, tags=["vm"], responses={**ERRORS, **NOT_FOUND, **BUSY})
 
 
 def _whole_number(value: object) -> object:
@@ -48,15 +53,21 @@ NO_NUL = {"pattern": r"^[^\u0000]*$"}
 BASE64 = {"pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
 
 
-def make_orchestrator(store: Store, data_dir: Path) -> Orchestrator:
-    """The orchestrator whose VMs are injected with each user's Vers env-var set."""
-    return Orchestrator(store, data_dir, env_for=lambda owner: store.get_vars(PLATFORM, owner))
+def make_orchestrator(store: Store, data_dir: Path, **options: int) -> Orchestrator:
+    """The orchestrator whose VMs are injected with each user's Vers env-var set (`options`: its limits)."""
+    return Orchestrator(store, data_dir, env_for=lambda owner: store.get_vars(PLATFORM, owner), **options)
 
 
 async def orchestrator_of(request: Request) -> Orchestrator:  # async: no thread hop (see current_user)
     """The server's orchestrator."""
     orchestrator: Orchestrator = request.app.state.orchestrator
     return orchestrator
+
+
+async def slots_of(request: Request) -> UserSlots:
+    """The per-user slots that VM operations run in (see `server/slots.py`)."""
+    slots: UserSlots = request.app.state.vm_slots
+    return slots
 
 
 class VmConfig(BaseModel):
@@ -168,8 +179,8 @@ class VmExecRequest(BaseModel):
         "propertyNames": {"minLength": 1, "pattern": r"^[^=\u0000]*$"}, "additionalProperties": NO_NUL})
     exec_id: StrictStr | None = None
     stdin: StrictStr | None = None
-    timeout_secs: Annotated[int, Strict(), Field(ge=0, le=3600), WHOLE] | None = Field(
-        default=None, description="0 = no timeout")
+    timeout_secs: Annotated[int, Strict(), Field(ge=0, le=MAX_EXEC_TIMEOUT_S), WHOLE] | None = Field(
+        default=None, description=f"Seconds before the command is killed; absent or 0: {DEFAULT_EXEC_TIMEOUT_S}.")
     working_dir: StrictStr | None = Field(default=None, json_schema_extra=NO_NUL)
 
 
@@ -213,12 +224,14 @@ class OrchestratorVersion(BaseModel):
 
 Caller = Depends(current_user)
 Vms = Depends(orchestrator_of)
+Slots = Depends(slots_of)
 
 
 @router.post("/vm/new_root", operation_id="create_new_root_vm", status_code=201, response_model=NewVmResponse)
-def new_root(body: NewRootRequest, wait_boot: bool = False, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+async def new_root(body: NewRootRequest, wait_boot: bool = False, user: str = Caller, vms: Orchestrator = Vms,
+                   slots: UserSlots = Slots) -> Any:
     """Create and boot a root VM; its `/etc/environment` is the caller's env set at this moment."""
-    return {"vm_id": vms.create(user, body.vm_config.resolved(), wait=wait_boot)}
+    return {"vm_id": await slots.run(user, lambda: vms.create(user, body.vm_config.resolved(), wait=wait_boot))}
 
 
 @router.get("/vm", operation_id="list_vms", response_model=list[VmSummary])
@@ -234,79 +247,88 @@ def metadata(vm_id: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
 
 
 @router.patch("/vm/{vm_id}/state", operation_id="update_vm_state", responses=NOT_READY)
-def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+async def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Caller, vms: Orchestrator = Vms,
+                       slots: UserSlots = Slots) -> Any:
     """Pause (`Paused`/`Sleeping`) or resume (`Running`) a VM."""
-    vms.set_state(user, vm_id, body.state.lower())
+    await slots.run(user, lambda: vms.set_state(user, vm_id, body.state.lower()))
     return {}
 
 
 @router.post("/vm/{vm_or_commit_id}/branch", operation_id="branch_vm", status_code=201,
              response_model=NewVmsResponse, responses=NOT_READY)
-def branch(
+async def branch(
     vm_or_commit_id: str, count: int = Query(default=1, ge=1, le=100), keep_paused: bool = False,
-    user: str = Caller, vms: Orchestrator = Vms,
+    user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots,
 ) -> Any:
     """New VMs from a VM (committed first) or a commit; each boots with the current env set."""
-    return {"vms": [{"vm_id": vm_id} for vm_id in vms.branch(user, vm_or_commit_id, count, keep_paused)]}
+    vm_ids = await slots.run(user, lambda: vms.branch(user, vm_or_commit_id, count, keep_paused))
+    return {"vms": [{"vm_id": vm_id} for vm_id in vm_ids]}
 
 
 @router.post("/vm/{vm_id}/commit", operation_id="commit_vm", status_code=201, response_model=VmCommitResponse,
              responses=NOT_READY)
-def commit(
+async def commit(
     vm_id: str, body: CommitVmRequest | None = None, keep_paused: bool = False,
-    user: str = Caller, vms: Orchestrator = Vms,
+    user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots,
 ) -> Any:
     """Snapshot a VM's filesystem; the env set is not part of a commit."""
-    body = body or CommitVmRequest()
-    return {"commit_id": vms.commit(user, vm_id, keep_paused=keep_paused, name=body.name,
-                                    description=body.description)}
+    request = body or CommitVmRequest()
+    return {"commit_id": await slots.run(user, lambda: vms.commit(
+        user, vm_id, keep_paused=keep_paused, name=request.name, description=request.description))}
 
 
 @router.post("/vm/from_commit", operation_id="restore_from_commit", status_code=201, response_model=NewVmResponse)
-def from_commit(body: FromCommitRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+async def from_commit(body: FromCommitRequest, user: str = Caller, vms: Orchestrator = Vms,
+                      slots: UserSlots = Slots) -> Any:
     """A new VM from a commit, booted with the caller's current env set."""
-    if body.commit_id is None:
+    commit_id = body.commit_id
+    if commit_id is None:
         raise ApiError(400, "commit_id is required: the reference server keeps no tags or repositories")
-    return {"vm_id": vms.branch(user, body.commit_id, 1)[0]}
+    return {"vm_id": (await slots.run(user, lambda: vms.branch(user, commit_id, 1)))[0]}
 
 
 @router.delete("/vm/{vm_id}", operation_id="delete_vm", response_model=VmDeleteResponse)
-def delete(vm_id: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+async def delete(vm_id: str, user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots) -> Any:
     """Stop a VM and remove it."""
-    vms.delete(user, vm_id)
+    await slots.run(user, lambda: vms.delete(user, vm_id))
     return {"vm_id": vm_id}
 
 
 @router.post("/vm/{vm_id}/exec", operation_id="exec_vm", response_model=VmExecResponse, responses=GUEST)
-def exec_command(vm_id: str, body: VmExecRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+async def exec_command(vm_id: str, body: VmExecRequest, user: str = Caller, vms: Orchestrator = Vms,
+                       slots: UserSlots = Slots) -> Any:
     """Run a command in the VM with the environment a login shell there gets."""
-    result = vms.exec(user, vm_id, {
+    result = await slots.run(user, lambda: vms.exec(user, vm_id, {
         "command": body.command,
         "env": body.env,
         "working_dir": body.working_dir,
         "timeout_s": body.timeout_secs or None,
         "stdin": (body.stdin or "").encode(),
-    })
+    }))
     return {**result, "exec_id": body.exec_id}
 
 
 @router.get("/vm/{vm_id}/files", operation_id="read_file_vm", response_model=VmReadFileResponse, responses=GUEST)
-def read_file(
-    vm_id: str, path: Annotated[str, Query(json_schema_extra=GUEST_PATH)], user: str = Caller, vms: Orchestrator = Vms
+async def read_file(
+    vm_id: str, path: Annotated[str, Query(json_schema_extra=GUEST_PATH)], user: str = Caller, vms: Orchestrator = Vms,
+    slots: UserSlots = Slots,
 ) -> Any:
     """A file from inside the VM, base64-encoded."""
-    return {"content_b64": base64.b64encode(vms.read_file(user, vm_id, path)).decode()}
+    content = await slots.run(user, lambda: vms.read_file(user, vm_id, path))
+    return {"content_b64": base64.b64encode(content).decode()}
 
 
 @router.put("/vm/{vm_id}/files", operation_id="write_file_vm", responses=GUEST)
-def write_file(vm_id: str, body: VmWriteFileRequest, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+async def write_file(vm_id: str, body: VmWriteFileRequest, user: str = Caller, vms: Orchestrator = Vms,
+                     slots: UserSlots = Slots) -> Any:
     """Write a file inside the VM."""
     try:
         content = base64.b64decode(body.content_b64, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "content_b64 is not valid base64") from None
     mode = 0o644 if body.mode is None else body.mode
-    vms.write_file(user, vm_id, body.path, content, mode=mode, create_dirs=bool(body.create_dirs))
+    create_dirs = bool(body.create_dirs)
+    await slots.run(user, lambda: vms.write_file(user, vm_id, body.path, content, mode=mode, create_dirs=create_dirs))
     return {}
 
 

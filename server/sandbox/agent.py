@@ -9,29 +9,39 @@ File operations are confined to the VM's own root filesystem: every mount point 
 (the read-only system directories, /proc, /dev) is outside it, and so is any path that resolves
 there through a symlink. Exec gets the login environment of the VM: defaults, then the
 variables of `/etc/environment`, then the request's `env`; nothing of the agent's own.
+
+The agent holds at most MAX_FILE bytes of a file and MAX_EXEC_OUTPUT bytes of a command's
+output (the limits are in the protocol's docstring); a command beyond its output limit or its
+timeout is killed with its process group.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import itertools
 import os
 import re
+import selectors
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from envvars import envfile
 from envvars_server.sandbox.protocol import (
     AGENT_PORT,
+    DEFAULT_EXEC_TIMEOUT_S,
     FIRST_HOST_PORT,
-    MAX_FRAME,
+    MAX_EXEC_OUTPUT,
+    MAX_EXEC_TIMEOUT_S,
+    MAX_FILE,
     GuestError,
     ProtocolError,
     recv_frame,
@@ -47,8 +57,9 @@ LOGIN_DEFAULTS = {
     "USER": "root",
     "LOGNAME": "root",
 }
-MAX_FILE = MAX_FRAME * 3 // 4 - 4096  # what still fits in a frame once base64-encoded
 HANDSHAKE_TIMEOUT_S = 5.0
+SETID_BITS = stat.S_ISUID | stat.S_ISGID  # never written: the guest's root is the server's uid outside
+PIPE_CHUNK = 64 * 1024
 
 # next() on an itertools.count is atomic in CPython: no lock needed across connection threads.
 _host_ports = itertools.count(FIRST_HOST_PORT)
@@ -131,20 +142,26 @@ def read_file(request: dict[str, Any]) -> dict[str, Any]:
         raise GuestError("is_directory", f"{path} is a directory")
     if not stat.S_ISREG(info.st_mode):
         raise GuestError("bad_path", f"{path} is not a regular file")
+    too_large = GuestError("too_large", f"{path} is larger than {MAX_FILE} bytes")
     if info.st_size > MAX_FILE:
-        raise GuestError("too_large", f"{path} is larger than {MAX_FILE} bytes")
+        raise too_large
     with open(real, "rb") as file:
-        return {"content_b64": base64.b64encode(file.read()).decode()}
+        content = file.read(MAX_FILE + 1)  # bounded: the guest may be growing the file meanwhile
+    if len(content) > MAX_FILE:
+        raise too_large
+    return {"content_b64": base64.b64encode(content).decode()}
 
 
 def write_file(request: dict[str, Any]) -> dict[str, Any]:
-    """Atomically replace a file: write a temporary file next to it, set its mode, rename it."""
+    """Atomically replace a file: write a temporary file, set its mode minus setuid/setgid, rename it."""
     path = _field(request, "path", str)
     mode = _field(request, "mode", int, 0o644)
     create_dirs = _field(request, "create_dirs", bool, False)
     content = _b64(request, "content_b64")
     if not 0 <= mode <= 0o7777:
         raise GuestError("bad_request", f"mode {mode:#o} is not a permission mode")
+    if len(content) > MAX_FILE:
+        raise GuestError("too_large", f"content for {path} is larger than {MAX_FILE} bytes")
     real = resolve(path)
     if os.path.isdir(real):
         raise GuestError("is_directory", f"{path} is a directory")
@@ -159,12 +176,62 @@ def write_file(request: dict[str, Any]) -> dict[str, Any]:
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(content)
-            os.fchmod(file.fileno(), mode)
+            os.fchmod(file.fileno(), mode & ~SETID_BITS)  # a new inode: nothing of the old file's mode
         os.replace(temp, real)
     except BaseException:
         os.unlink(temp)
         raise
     return {}
+
+
+def _communicate(process: subprocess.Popen[bytes], stdin: bytes, timeout: float, name: str) -> tuple[bytes, bytes]:
+    """Feed `stdin` and collect stdout and stderr; GuestError past `timeout` or MAX_EXEC_OUTPUT."""
+    assert process.stdin and process.stdout and process.stderr
+    deadline = time.monotonic() + timeout
+    timed_out = GuestError("timeout", f"{name} ran longer than {timeout} s and was killed")
+    stdin_fd = process.stdin.fileno()
+    outputs = {process.stdout.fileno(): bytearray(), process.stderr.fileno(): bytearray()}
+    total = 0
+    pending = memoryview(stdin)
+    with selectors.DefaultSelector() as selector:
+        for fd in outputs:
+            selector.register(fd, selectors.EVENT_READ)
+        if pending:
+            os.set_blocking(stdin_fd, False)
+            selector.register(stdin_fd, selectors.EVENT_WRITE)
+        else:
+            process.stdin.close()
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise timed_out
+            for key, _ in selector.select(remaining):
+                if key.fd == stdin_fd:
+                    try:
+                        pending = pending[os.write(stdin_fd, pending[:PIPE_CHUNK]):]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # the command stopped reading: the rest of stdin is moot
+                        pending = pending[:0]
+                    if not pending:
+                        selector.unregister(stdin_fd)
+                        process.stdin.close()
+                    continue
+                # Never read past the limit: memory stays bounded however fast the command writes.
+                chunk = os.read(key.fd, min(PIPE_CHUNK, MAX_EXEC_OUTPUT + 1 - total))
+                if not chunk:
+                    selector.unregister(key.fd)
+                    continue
+                outputs[key.fd] += chunk
+                total += len(chunk)
+                if total > MAX_EXEC_OUTPUT:
+                    raise GuestError("too_large", f"the output of {name} exceeded {MAX_EXEC_OUTPUT} bytes "
+                                                  "(stdout and stderr together), so it was killed")
+    try:
+        process.wait(max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        raise timed_out from None
+    return bytes(outputs[process.stdout.fileno()]), bytes(outputs[process.stderr.fileno()])
 
 
 def exec_command(request: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +246,10 @@ def exec_command(request: dict[str, Any]) -> dict[str, Any]:
     ):
         raise GuestError("bad_request", "env must map variable names to strings")
     working_dir = _field(request, "working_dir", str, LOGIN_DEFAULTS["HOME"])
-    timeout = _field(request, "timeout_s", (int, float), None) or None
+    timeout = _field(request, "timeout_s", (int, float), None) or DEFAULT_EXEC_TIMEOUT_S
+    if not 0 < timeout <= MAX_EXEC_TIMEOUT_S:  # also refuses NaN, which JSON parsing lets through
+        raise GuestError("bad_request", f"timeout_s must be from 0 to {MAX_EXEC_TIMEOUT_S} s "
+                                        f"(0 or absent: {DEFAULT_EXEC_TIMEOUT_S} s)")
     stdin = _b64(request, "stdin_b64")
     if not os.path.isdir(working_dir):
         raise GuestError("bad_request", f"working_dir {working_dir} is not a directory")
@@ -192,14 +262,13 @@ def exec_command(request: dict[str, Any]) -> dict[str, Any]:
         code = 127 if isinstance(exc, FileNotFoundError) else 126
         message = f"envvars-agent: {command[0]}: {exc.strerror}\n".encode()
         return {"exit_code": code, "stdout_b64": "", "stderr_b64": base64.b64encode(message).decode()}
-    with process:
+    with process:  # on leaving: its pipes closed, and it is waited for
         try:
-            stdout, stderr = process.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            raise GuestError("timeout", f"{command[0]} ran longer than {timeout} s and was killed") from None
-    if len(stdout) + len(stderr) > MAX_FILE:
-        raise GuestError("too_large", f"the output of {command[0]} exceeds {MAX_FILE} bytes")
+            stdout, stderr = _communicate(process, stdin, timeout, command[0])
+        except BaseException:  # over a limit, or failed: kill it all, so the wait cannot hang
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
     return {
         "exit_code": process.returncode if process.returncode >= 0 else 128 - process.returncode,
         "stdout_b64": base64.b64encode(stdout).decode(),

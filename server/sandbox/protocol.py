@@ -20,6 +20,17 @@ number of requests in turn.
 Paths are absolute paths inside the VM's own root filesystem. Exec runs `command` (an argv
 list, no shell) with the VM's login environment; a missing program exits 127 and a
 non-executable one 126, as in a shell.
+
+Limits, so that neither the agent nor the host ever holds an unbounded amount of data:
+- ReadFile and WriteFile carry at most MAX_FILE bytes of content (too_large beyond).
+- WriteFile drops the setuid and setgid bits of `mode` (0o4755 is written as 0o755), also when
+  it replaces an existing file; it never refuses a mode for them.
+- Exec reads stdout and stderr as they come; once together they exceed MAX_EXEC_OUTPUT bytes it
+  kills the command's process group and answers too_large. (As the server's JSON, each output
+  byte takes at most 6 bytes, a NUL being `\\u0000`: at most 6 MiB.)
+- Exec's `timeout_s`: absent or 0 means DEFAULT_EXEC_TIMEOUT_S; above MAX_EXEC_TIMEOUT_S, or
+  negative, it is refused (bad_request). Past it the process group is killed (timeout). The
+  host waits for the answer that long plus its own margin, never forever.
 """
 
 from __future__ import annotations
@@ -34,6 +45,10 @@ from typing import Any, TypedDict
 
 AGENT_PORT = 52
 MAX_FRAME = 32 * 1024 * 1024
+MAX_FILE = 16 * 1024 * 1024  # file content per ReadFile/WriteFile; base64 makes it ~21.3 MiB of frame
+MAX_EXEC_OUTPUT = 1024 * 1024  # stdout + stderr of one Exec
+DEFAULT_EXEC_TIMEOUT_S = 60  # for an Exec whose timeout_s is absent or 0
+MAX_EXEC_TIMEOUT_S = 600
 HANDSHAKE_MAX = 64
 FIRST_HOST_PORT = 1 << 30  # Firecracker numbers host-side ports of guest connections from here
 
@@ -42,8 +57,8 @@ ERROR_CODES = {
     "bad_path": "the path is relative, has `..`, or resolves outside the VM's own root filesystem",
     "not_found": "the file, or the parent directory of a file to write, does not exist",
     "is_directory": "the path names a directory where a file is needed",
-    "timeout": "the command ran longer than timeout_s and was killed",
-    "too_large": "the file or the command's output does not fit in one frame",
+    "timeout": "the command ran longer than timeout_s (or DEFAULT_EXEC_TIMEOUT_S) and was killed",
+    "too_large": "the file exceeds MAX_FILE bytes, or the command's output MAX_EXEC_OUTPUT (it was killed)",
     "io_error": "the guest's filesystem refused the operation",
 }
 
@@ -178,7 +193,9 @@ class AgentClient:
         return base64.b64decode(self.call("ReadFile", {"path": path}, self.timeout)["content_b64"])
 
     def write_file(self, path: str, content: bytes, mode: int = 0o644, create_dirs: bool = False) -> None:
-        """Atomically replace (or create) a file in the VM with `content` and permission bits `mode`."""
+        """Atomically replace (or create) a file in the VM with `content` and `mode` minus setuid/setgid."""
+        if len(content) > MAX_FILE:
+            raise GuestError("too_large", f"content for {path} is larger than {MAX_FILE} bytes")
         fields = {"path": path, "content_b64": base64.b64encode(content).decode(), "mode": mode,
                   "create_dirs": create_dirs}
         self.call("WriteFile", fields, self.timeout)
@@ -191,18 +208,22 @@ class AgentClient:
         timeout_s: float | None = None,
         stdin: bytes | None = None,
     ) -> ExecResult:
-        """Run `command` in the VM with its login environment (plus `env`) and wait for it."""
-        fields: dict[str, Any] = {"command": command}
+        """Run `command` in the VM with its login environment (plus `env`) and wait at most `timeout_s`.
+
+        None or 0 means DEFAULT_EXEC_TIMEOUT_S; the agent refuses more than MAX_EXEC_TIMEOUT_S.
+        """
+        timeout_s = timeout_s or DEFAULT_EXEC_TIMEOUT_S
+        fields: dict[str, Any] = {"command": command, "timeout_s": timeout_s}
         if working_dir is not None:
             fields["working_dir"] = working_dir
         if env:
             fields["env"] = env
-        if timeout_s:
-            fields["timeout_s"] = timeout_s
         if stdin:
             fields["stdin_b64"] = base64.b64encode(stdin).decode()
         # The agent enforces timeout_s; the socket's own limit only guards against a frozen VM.
-        result = self.call("Exec", fields, timeout_s + self.timeout if timeout_s else None)
+        # Clamped (NaN-safe order) so it stays finite whatever the caller passed; the agent refuses those.
+        wait = min(MAX_EXEC_TIMEOUT_S, max(timeout_s, 0))
+        result = self.call("Exec", fields, wait + self.timeout)
         return {
             "exit_code": int(result["exit_code"]),
             "stdout": base64.b64decode(result["stdout_b64"]).decode(errors="replace"),

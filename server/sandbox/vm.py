@@ -1,14 +1,16 @@
-"""Host side of a VM sandbox: its root filesystem, and its guest agent confined by bubblewrap.
+"""Host side of a VM sandbox: its disk, and its guest agent confined by bubblewrap and cgroups.
 
-A VM lives in `vm_dir`: `root/` is its own writable root filesystem, `vsock.sock` the host end
-of its vsock device, `agent.log` the agent's stderr; the guest agent image its VM siblings share
-lives next to it (`.agent-image-<version>`). `boot()` runs the guest agent under `bwrap`
-with `root/` at `/`; the host's /usr (and /bin, /lib… where they are real directories), the
-Python runtime and the agent image read-only; a fresh /proc and /dev; and its own user (guest
-root = the server's uid outside), pid, ipc, uts and network namespaces. The host creates the
-listening socket and hands it over, and bwrap gets its arguments through a pipe and an empty
-environment, so nothing of the host project or the server's environment is visible inside.
-Sandboxes die with the server (`--die-with-parent`); a restarted server boots them again.
+A VM lives in `vm_dir` (0700): its disk (`disk.py`: an image mounted on `root/`, or `root/`),
+`vsock.sock` the host end of its vsock device, `agent.log` the agent's stderr. `boot()` runs the
+guest agent under `bwrap` with `root/` at `/`; the host's /usr (and /bin, /lib… where they are
+real directories) and the Python runtime read-only, passed as open directories so no host path
+needs to be reachable by the sandbox's user; the agent as one read-only zip of bytecode; a fresh
+/proc and /dev; and its own user (guest root = an unprivileged host id when the server is root,
+see `host.py`), pid, ipc, uts and network namespaces. As root, the sandbox starts inside its own
+cgroups (freezer, memory, pids) with the VM's limits. The host creates the listening socket and
+hands it over, and bwrap gets its arguments through a pipe and an empty environment, so nothing
+of the host project or the server's environment is visible inside. Sandboxes die with the server
+(`--die-with-parent`); a restarted server boots them again.
 """
 
 from __future__ import annotations
@@ -16,27 +18,31 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib.util
+import io
 import json
 import os
 import py_compile
 import select
+import shlex
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from envvars import envfile
 from envvars_server.sandbox import agent, protocol
+from envvars_server.sandbox.disk import Disk, reachable
+from envvars_server.sandbox.host import Cgroup, host
 from envvars_server.sandbox.protocol import AgentClient, AgentUnavailable
 
-GUEST_AGENT_DIR = "/opt/envvars-agent"
+GUEST_AGENT = "/opt/envvars-agent"  # a zip of the agent's bytecode, on sys.path inside the VM
 GUEST_PYTHON_DIR = "/opt/python"
 SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")  # bound or symlinked like the host's
 # Host /etc entries that /usr depends on (Debian's /usr/bin/awk, which… link through alternatives).
@@ -44,8 +50,8 @@ SYSTEM_ETC = ("etc/alternatives", "etc/ld.so.cache")
 ROOT_SKELETON = {"etc": 0o755, "root": 0o700, "home": 0o755, "tmp": 0o1777, "run": 0o755, "var": 0o755,
                  "var/tmp": 0o1777, "opt": 0o755, "usr": 0o755, "proc": 0o755, "dev": 0o755}
 ROOT_FILES = {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/group": "root:x:0:\n"}
-# The guest image of the agent: its modules at their package paths, with empty package markers.
-AGENT_IMAGE = {
+# The agent's modules at their package paths (empty package markers where None).
+AGENT_MODULES = {
     "envvars/__init__.py": None,
     "envvars/envfile.py": Path(envfile.__file__),
     "envvars_server/__init__.py": None,
@@ -53,7 +59,7 @@ AGENT_IMAGE = {
     "envvars_server/sandbox/protocol.py": Path(protocol.__file__),
     "envvars_server/sandbox/agent.py": Path(agent.__file__),
 }
-AGENT_BOOTSTRAP = (f"import sys; sys.path.insert(0, {GUEST_AGENT_DIR!r}); "
+AGENT_BOOTSTRAP = (f"import sys; sys.path.insert(0, {GUEST_AGENT!r}); "
                    "from envvars_server.sandbox.agent import main; sys.exit(main(sys.argv[1:]))")
 NAMESPACE_FLAGS = ("--unshare-user", "--uid", "0", "--gid", "0", "--unshare-pid", "--unshare-ipc",
                    "--unshare-uts", "--unshare-net", "--unshare-cgroup-try")
@@ -68,104 +74,95 @@ class IsolationUnavailable(RuntimeError):
     """This host cannot run VM sandboxes; the message says what is missing and how to fix it."""
 
 
-def _guest_python() -> tuple[list[str], str, str]:
-    """bwrap arguments exposing the server's Python runtime, its interpreter and library dir inside."""
+@dataclass(frozen=True)
+class Limits:
+    """What one VM may use: memory and disk (MiB), and processes (threads included)."""
+
+    mem_mib: int = 512
+    disk_mib: int = 1024
+    max_procs: int = 256
+
+
+def _guest_python() -> tuple[Path | None, str, str]:
+    """The host dir to bind at GUEST_PYTHON_DIR (None if /usr has it), the interpreter and library dir inside."""
     base = Path(sys.base_prefix).resolve()
     name = f"python{sys.version_info.major}.{sys.version_info.minor}"
     if base == Path("/usr") or Path("/usr") in base.parents:
-        return [], str(base / "bin" / name), str(base / "lib")
-    guest = GUEST_PYTHON_DIR
-    return ["--ro-bind", str(base), guest], f"{guest}/bin/{name}", f"{guest}/lib"
+        return None, str(base / "bin" / name), str(base / "lib")
+    return reachable(base), f"{GUEST_PYTHON_DIR}/bin/{name}", f"{GUEST_PYTHON_DIR}/lib"
 
 
 @functools.cache
-def _agent_version() -> str:
-    """A digest of the agent image's sources and bytecode format."""
-    digest = hashlib.sha256(importlib.util.MAGIC_NUMBER)
-    for name, source in AGENT_IMAGE.items():
-        digest.update(name.encode() + b"\0" + (source.read_bytes() if source else b"") + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def agent_image(parent: Path) -> Path:
-    """The guest agent image in `parent`, written and byte-compiled once per agent version; VMs share it read-only."""
-    image = parent / f".agent-image-{_agent_version()}"
-    if image.is_dir():
-        return image
-    staging = Path(tempfile.mkdtemp(prefix=".agent-image-new-", dir=parent))
-    for name, source in AGENT_IMAGE.items():
-        target = staging / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes() if source else b"")
-        # Unchecked pycs: the guest neither recompiles (its image is read-only) nor stats sources.
-        py_compile.compile(str(target), dfile=f"{GUEST_AGENT_DIR}/{name}", doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-    staging.chmod(0o755)
-    try:
-        staging.rename(image)
-    except OSError:  # a concurrent boot installed it first
-        shutil.rmtree(staging)
-    return image
-
-
-def _copy_file(src: str, dst: str) -> None:
-    """Copy a regular file with its mode; skip sockets, FIFOs, devices and files that vanished."""
-    try:
-        if stat.S_ISREG(os.lstat(src).st_mode):
-            shutil.copy2(src, dst)
-    except FileNotFoundError:
-        pass
-
-
-def copy_root(src: Path, dst: Path) -> None:
-    """Copy a root filesystem, keeping modes and symlinks as they are (never following them)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src, dst, symlinks=True, copy_function=_copy_file)
+def agent_zip() -> bytes:
+    """The guest agent as a zip of unchecked bytecode (the guest never recompiles or stats sources)."""
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(buffer, "w") as archive:
+        for name, source in AGENT_MODULES.items():
+            target = Path(scratch) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes() if source else b"")
+            compiled = py_compile.compile(str(target), cfile=str(target) + "c", dfile=f"{GUEST_AGENT}/{name}",
+                                          doraise=True,
+                                          invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+            archive.write(compiled, name + "c")
+    return buffer.getvalue()
 
 
 class Sandbox:
-    """One VM: its root filesystem under `vm_dir` and, while booted, its confined guest agent."""
+    """One VM: its disk under `vm_dir` and, while booted, its confined guest agent."""
 
-    def __init__(self, vm_dir: Path):
+    def __init__(self, vm_dir: Path, limits: Limits | None = None):
         self.vm_dir = Path(vm_dir)
-        self.root = self.vm_dir / "root"
+        self.limits = limits or Limits()
+        # Named by the VM dir's full path: unique across VMs and across servers sharing a host.
+        name = hashlib.sha256(os.fsencode(self.vm_dir.absolute())).hexdigest()[:24]
+        self.disk = Disk(self.vm_dir, name)
+        self.root = self.disk.root
         self.socket_path = self.vm_dir / "vsock.sock"
+        self.cgroup = Cgroup(name, host().cgroups)
         self._process: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None
-        self._pid_ns: str | None = None
+        self.paused = False
 
     # -- filesystem -------------------------------------------------------------------------
 
-    def create_root(self, from_root: Path | None = None) -> None:
-        """Make the VM's root: a fresh skeleton (no /etc/environment), or a copy of another root."""
-        if self.root.exists():
-            raise FileExistsError(f"VM root {self.root} already exists")
-        staging = self.vm_dir / ".root-new"  # renamed into place when complete
-        shutil.rmtree(staging, ignore_errors=True)
-        if from_root is not None:
-            copy_root(Path(from_root), staging)
-        else:
+    def create_root(self, snapshot: Path | None = None) -> None:
+        """Make the VM's disk: a fresh skeleton (no /etc/environment), or a copy of a snapshot."""
+        if self.disk.create(self.limits.disk_mib, snapshot):
             for name, mode in ROOT_SKELETON.items():
-                (staging / name).mkdir(parents=True)
-                (staging / name).chmod(mode)
+                (self.root / name).mkdir(parents=True, exist_ok=True)
+                (self.root / name).chmod(mode)
+                _own(self.root / name)
             for name, text in ROOT_FILES.items():
-                (staging / name).write_text(text)
-        staging.rename(self.root)
+                (self.root / name).write_text(text)
+                _own(self.root / name)
 
-    def snapshot_root(self, dest: Path) -> None:
-        """Copy the root to `dest` (for a commit); consistent while paused, best effort while running."""
-        copy_root(self.root, Path(dest))
+    def exists(self) -> bool:
+        """Whether the VM's disk exists."""
+        return self.disk.exists()
+
+    def snapshot(self, dest: Path) -> None:
+        """Copy the disk into `dest` (for a commit), freezing the VM meanwhile if it runs."""
+        freeze = self.is_alive() and not self.paused
+        if freeze:
+            self.pause()
+        try:
+            self.disk.snapshot(Path(dest))
+        finally:
+            if freeze:
+                self.resume()
 
     def _prepare_root(self) -> list[str]:
         """Restore the system-dir symlinks a guest may have removed; bwrap binds for the rest."""
         binds = []
         for name in SYSTEM_DIRS:
-            host, guest = Path("/", name), self.root / name
-            if host.is_symlink():
+            host_dir, guest = Path("/", name), self.root / name
+            if host_dir.is_symlink():
                 if not guest.is_symlink() and not guest.exists():
-                    guest.symlink_to(os.readlink(host))
-            elif host.is_dir():
-                binds += ["--ro-bind", str(host), f"/{name}"]
+                    guest.symlink_to(os.readlink(host_dir))
+                    _own(guest)
+            elif host_dir.is_dir():
+                binds += ["--ro-bind", str(host_dir), f"/{name}"]
         for name in SYSTEM_ETC:
             if Path("/", name).exists():
                 binds += ["--ro-bind", f"/{name}", f"/{name}"]
@@ -178,23 +175,31 @@ class Sandbox:
         if self.is_alive():
             return
         self.stop()  # reap a sandbox that died on its own
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"VM root {self.root} does not exist; call create_root() first")
+        if not self.disk.exists():
+            raise FileNotFoundError(f"VM disk in {self.vm_dir} does not exist; call create_root() first")
         deadline = time.monotonic() + timeout
+        self.disk.mount()
         system_binds = self._prepare_root()
-        self.vm_dir.mkdir(parents=True, exist_ok=True)
-        image = agent_image(self.vm_dir.parent)
-        python_binds, python, python_lib = _guest_python()
+        python_dir, python, python_lib = _guest_python()
         self.socket_path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        info_read, info_write = os.pipe()
-        args_read, args_write = os.pipe()
+        fds: list[int] = []  # everything the sandbox inherits, closed here once it has started
+        info_read = args_write = -1
         try:
             _bind_unix(listener, self.socket_path)
             listener.listen(64)
+            python_binds = [] if python_dir is None else ["--ro-bind", str(python_dir), GUEST_PYTHON_DIR]
+            agent_fd = os.memfd_create("envvars-agent", os.MFD_CLOEXEC)
+            fds.append(agent_fd)
+            os.write(agent_fd, agent_zip())
+            os.lseek(agent_fd, 0, os.SEEK_SET)
+            info_read, info_write = os.pipe()
+            fds.append(info_write)
+            args_read, args_write = os.pipe()
+            fds.append(args_read)
             args = [
                 "--bind", str(self.root), "/", "--ro-bind", "/usr", "/usr", *system_binds, *python_binds,
-                "--ro-bind", str(image), GUEST_AGENT_DIR, "--proc", "/proc", "--dev", "/dev",
+                "--ro-bind-data", str(agent_fd), GUEST_AGENT, "--proc", "/proc", "--dev", "/dev",
                 *NAMESPACE_FLAGS, "--hostname", self.vm_dir.name[:63] or "vm", "--die-with-parent",
                 "--new-session", "--clearenv", "--setenv", "LD_LIBRARY_PATH", python_lib, "--chdir", "/",
                 "--info-fd", str(info_write),
@@ -205,27 +210,37 @@ class Sandbox:
             os.write(args_write, b"".join(os.fsencode(arg) + b"\0" for arg in args))
             os.close(args_write)
             args_write = -1
+            launcher = self._launcher()
             with (self.vm_dir / "agent.log").open("ab") as log:
                 self._process = _spawner.submit(
-                    subprocess.Popen, [_bwrap(), "--args", str(args_read), "--", *command], env={},
+                    subprocess.Popen, [*launcher, _bwrap(), "--args", str(args_read), "--", *command], env={},
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    pass_fds=(listener.fileno(), info_write, args_read), start_new_session=True,
+                    pass_fds=(listener.fileno(), *fds), start_new_session=True,
                 ).result()
-            os.close(info_write)
-            info_write = -1
+            for fd in fds:
+                os.close(fd)
+            fds.clear()
             self._init_pid = _read_child_pid(info_read, deadline)
-            self._pid_ns = os.readlink(f"/proc/{self._init_pid}/ns/pid")
         except Exception as exc:
             raise self._failed("sandbox failed to start", exc) from exc
         finally:
             listener.close()  # the agent holds it now; without it, connections fail fast once it dies
-            for fd in (info_read, info_write, args_read, args_write):
+            for fd in (*fds, info_read, args_write):
                 if fd >= 0:
                     os.close(fd)
         try:
             self.client().ping(timeout=max(deadline - time.monotonic(), 0.01))
         except AgentUnavailable as exc:
             raise self._failed("guest agent did not answer", exc) from exc
+
+    def _launcher(self) -> list[str]:
+        """The command before bwrap: join the VM's cgroups, then drop to the sandbox's host id."""
+        if os.geteuid() != 0:
+            return []
+        joins = "; ".join(f"echo 0 > {shlex.quote(str(procs))}"
+                          for procs in self.cgroup.create(self.limits.mem_mib, self.limits.max_procs))
+        ids = ["setpriv", f"--reuid={host().uid}", f"--regid={host().gid}", "--clear-groups", "--"]
+        return ["/bin/sh", "-c", f"{joins}; exec \"$@\"", "sh", *ids] if joins else ids
 
     def client(self, timeout: float = 30.0) -> AgentClient:
         """A client for the guest agent of this VM."""
@@ -236,21 +251,19 @@ class Sandbox:
         return self._process is not None and self._process.poll() is None
 
     def pids(self) -> set[int]:
-        """Host pids of every process of the VM (its pid namespace)."""
-        if not self.is_alive() or self._pid_ns is None:
+        """Host pids of every process of the VM: its cgroup, or bwrap's descendants without one."""
+        if not self.is_alive() or self._process is None:
             raise RuntimeError(f"VM {self.vm_dir.name} is not running")
-        pids = set()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.readlink(f"/proc/{entry}/ns/pid") == self._pid_ns:
-                        pids.add(int(entry))
-                except OSError:
-                    pass  # exited meanwhile, or not ours to inspect
-        return pids
+        if self.cgroup.dirs:
+            return self.cgroup.pids() - {self._process.pid}
+        return _descendants(self._process.pid)
 
     def pause(self) -> None:
-        """Freeze every process of the VM (SIGSTOP across its pid namespace); return once all are stopped."""
+        """Freeze every process of the VM, whatever namespaces it made; return once all are frozen."""
+        self.paused = True
+        if "freezer" in self.cgroup.dirs:
+            self.cgroup.freeze()
+            return
         stopped: set[int] = set()
         deadline = time.monotonic() + 5.0
         while True:
@@ -267,23 +280,33 @@ class Sandbox:
 
     def resume(self) -> None:
         """Continue every process of the VM."""
+        self.paused = False
+        if "freezer" in self.cgroup.dirs:
+            self.cgroup.thaw()
+            return
         for pid in self.pids():
             _signal(pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        """Kill the sandbox (paused or not), reap it and remove its socket; the root stays."""
+        """Kill the sandbox (paused or not), reap it, unmount its disk and remove its socket."""
         if self._process is not None:
             if self._init_pid is not None and self._process.poll() is None:
                 # Kill the namespace's init while bwrap still holds it unreaped (so its pid cannot
                 # have been reused). Its exit waits for the kernel to kill every process of the
-                # namespace, and bwrap exits right after it.
+                # namespace (nested ones too), and bwrap exits right after it.
                 _signal(self._init_pid, signal.SIGKILL)
+                if "freezer" in self.cgroup.dirs:
+                    self.cgroup.thaw()  # a frozen process dies only once thawed
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self._process.wait(timeout=5)
             self._process.kill()
             self._process.wait()
-        self._process = self._init_pid = self._pid_ns = None
+        if self.cgroup.dirs:
+            self.cgroup.remove()
+        self._process = self._init_pid = None
+        self.paused = False
         self.socket_path.unlink(missing_ok=True)
+        self.disk.unmount()
 
     def destroy(self) -> None:
         """Stop the sandbox and delete everything of the VM."""
@@ -298,6 +321,32 @@ class Sandbox:
         except OSError:
             tail = ""
         return RuntimeError(f"VM {self.vm_dir.name}: {what}: {exc}" + (f"\n{tail}" if tail else ""))
+
+
+def _own(path: Path) -> None:
+    """Give a file the host made in a VM's root to the VM's host id."""
+    if os.geteuid() == 0:
+        os.lchown(path, host().uid, host().gid)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid`, by parent pid."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as file:
+                    parent = int(file.read().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found: set[int] = set()
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.add(child)
+        todo += children.get(child, [])
+    return found
 
 
 def _bwrap() -> str:
@@ -350,9 +399,10 @@ def _proc_state(pid: int) -> str:
 
 def check_isolation() -> None:
     """Raise IsolationUnavailable, saying what is missing and how to fix it, unless a VM can boot here."""
+    drop = ["setpriv", f"--reuid={host().uid}", f"--regid={host().gid}", "--clear-groups", "--"]
     probe = subprocess.run(
-        [_bwrap(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", *NAMESPACE_FLAGS,
-         "--die-with-parent", "--", "true"],
+        [*(drop if os.geteuid() == 0 else []), _bwrap(), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+         *NAMESPACE_FLAGS, "--die-with-parent", "--", "true"],
         capture_output=True, text=True, check=False,
     )
     if probe.returncode != 0:
