@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from envvars_provider import engine_log
 from envvars_provider.errors import ConfigError
 from envvars_provider.names import camel
-
-log = logging.getLogger("envvars.provider")
 
 
 def redact(url: str) -> str:
@@ -152,7 +150,7 @@ def resolve(given: Mapping[str, Any]) -> Config:
     if failures:
         raise ConfigError("; ".join(reason for _, reason in failures))
     for warning in warnings(given):
-        log.warning("%s", warning)
+        engine_log.warn(warning)
     values = {}
     for setting in SETTINGS:
         value = given.get(setting.name)

@@ -16,9 +16,11 @@ def main() -> None:
     """Entry point of the plugin executable."""
     import grpc
 
+    from envvars_provider import engine_log
     from envvars_provider.protos import provider_pb2_grpc
     from envvars_provider.server import Provider
 
+    engine_log.engine = engine_log.engine_address(sys.argv[1:])
     verbose = any(arg.startswith("-v=") or arg == "--logtostderr" for arg in sys.argv[1:])
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.WARNING,
                         format="envvars-provider %(levelname)s %(name)s: %(message)s")

@@ -289,3 +289,19 @@ def test_preview_with_unknown_inputs(tmp_path: Path, server: ServerProcess, api:
     ip = api.get(f"/api/v1/vm/{vm_id}/metadata").json()["ip"]
     assert ip and stored(api) == {"VM_IP": ip}
     assert preview_json(ws) == ({STACK: ("same", {})}, {"same": 3})
+
+
+def test_provider_url_is_checked_at_preview(tmp_path: Path, server: ServerProcess, api: Api) -> None:
+    ws = workspace(tmp_path, server, api)
+    configure(ws, vars={"one": {"key": "ONE", "value": "1"}})
+    # Plain http to another machine: a warning, and the preview goes on (`.invalid` never resolves:
+    # a preview of new resources sends nothing, and nothing could be reached anyway).
+    result = ws.preview(extra_env={"VERS_URL": "http://envvars.invalid:8080"})
+    assert re.search(r"warning: .*VERS_URL.*plain http", result.stdout + result.stderr, re.IGNORECASE), result.stdout
+    # A password in the URL: the preview fails, naming the rule, never echoing the password.
+    failed = ws.preview(check=False, extra_env={"VERS_URL": "https://user:hunter2-pw@envvars.invalid"})
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "credentials" in output and "hunter2-pw" not in output
+    failed = ws.preview(check=False, extra_env={"VERS_URL": "http://[::1"})
+    assert failed.returncode != 0 and "malformed host" in failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stdout + failed.stderr

@@ -82,6 +82,12 @@ def test_put_env_vars_refuses_lone_surrogate(user: Api, body: bytes, expected: d
     assert (response.status_code, response.json()) == (400, expected)
 
 
+def test_put_env_vars_refuses_lone_surrogate_in_chunked_body(user: Api) -> None:
+    chunks = iter([b'{"vars": {"A": "', rb"\ud800", b'"}}'])
+    response = send_json(user, "PUT", "/api/v1/env_vars", chunks)  # type: ignore[arg-type]
+    assert (response.status_code, response.json()) == (400, lone("vars.A"))
+
+
 def test_put_env_vars_accepts_surrogate_pair_and_escaped_backslash(api: Api) -> None:
     response = send_json(api, "PUT", "/api/v1/env_vars", rb'{"vars": {"A": "\ud83d\ude00 \\ud800"}}')
     assert (response.status_code, response.json()) == (200, {"vars": {"A": "\U0001f600 \\ud800"}})
