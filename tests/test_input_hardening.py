@@ -41,7 +41,7 @@ def lone_key(where: str, key: str, code: str = "D800") -> dict[str, Any]:
     return vers_error(f"{where}: the key {key} holds a lone surrogate (U+{code}), which is not Unicode text")
 
 
-def send_json(api: Api, method: str, path: str, body: bytes) -> requests.Response:
+def send_json(api: Api, method: str, path: str, body: bytes | Iterator[bytes]) -> requests.Response:
     """Send `body` as is, as JSON (the `json=` of requests would refuse some of these)."""
     return api.request(method, path, data=body, headers={"Content-Type": "application/json"})
 
@@ -84,7 +84,7 @@ def test_put_env_vars_refuses_lone_surrogate(user: Api, body: bytes, expected: d
 
 def test_put_env_vars_refuses_lone_surrogate_in_chunked_body(user: Api) -> None:
     chunks = iter([b'{"vars": {"A": "', rb"\ud800", b'"}}'])
-    response = send_json(user, "PUT", "/api/v1/env_vars", chunks)  # type: ignore[arg-type]
+    response = send_json(user, "PUT", "/api/v1/env_vars", chunks)
     assert (response.status_code, response.json()) == (400, lone("vars.A"))
 
 

@@ -29,6 +29,9 @@ GUEST: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "The VM's agent did not answer"},
     504: {"model": ErrorResponse, "description": "The command or file operation timed out in the VM"},
 }
+QUOTA: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorResponse, "description": "The new VMs would exceed the per-user VM quota"},
+}
 BUSY: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorResponse, "description": "Too many VM operations in flight for this user; see Retry-After"},
 }
@@ -227,7 +230,8 @@ Vms = Depends(orchestrator_of)
 Slots = Depends(slots_of)
 
 
-@router.post("/vm/new_root", operation_id="create_new_root_vm", status_code=201, response_model=NewVmResponse)
+@router.post("/vm/new_root", operation_id="create_new_root_vm", status_code=201, response_model=NewVmResponse,
+             responses=QUOTA)
 async def new_root(body: NewRootRequest, wait_boot: bool = False, user: str = Caller, vms: Orchestrator = Vms,
                    slots: UserSlots = Slots) -> Any:
     """Create and boot a root VM; its `/etc/environment` is the caller's env set at this moment."""
@@ -255,7 +259,7 @@ async def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Calle
 
 
 @router.post("/vm/{vm_or_commit_id}/branch", operation_id="branch_vm", status_code=201,
-             response_model=NewVmsResponse, responses=NOT_READY)
+             response_model=NewVmsResponse, responses={**NOT_READY, **QUOTA})
 async def branch(
     vm_or_commit_id: str, count: int = Query(default=1, ge=1, le=100), keep_paused: bool = False,
     user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots,
@@ -277,7 +281,8 @@ async def commit(
         user, vm_id, keep_paused=keep_paused, name=request.name, description=request.description))}
 
 
-@router.post("/vm/from_commit", operation_id="restore_from_commit", status_code=201, response_model=NewVmResponse)
+@router.post("/vm/from_commit", operation_id="restore_from_commit", status_code=201, response_model=NewVmResponse,
+             responses=QUOTA)
 async def from_commit(body: FromCommitRequest, user: str = Caller, vms: Orchestrator = Vms,
                       slots: UserSlots = Slots) -> Any:
     """A new VM from a commit, booted with the caller's current env set."""
