@@ -12,6 +12,7 @@ from envvars.rules import SetLimits
 from envvars_server.auth import BearerAuth
 from envvars_server.errors import install_error_handlers
 from envvars_server.faults import FaultInjector
+from envvars_server.inputs import StrictInput
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from envvars_server.platforms import vers, vers_vm
 from envvars_server.slots import UserSlots
@@ -51,7 +52,8 @@ def create_app(
     for platform in PLATFORMS:
         app.include_router(platform.router)
     install_error_handlers(app, envelopes)
-    # Outermost last: faults (tests only), then auth before any body is read, then the body limit.
+    # Outermost last: faults (tests only), auth before any body is read, the body limit, strict input.
+    app.add_middleware(StrictInput, envelopes=envelopes)  # reads whole bodies: only inside the body limit
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, envelopes=envelopes)
     app.add_middleware(BearerAuth, store=store, envelopes=envelopes)
     if faults:

@@ -6,14 +6,13 @@ Auth runs as ASGI middleware, before the body is read, so a request without a va
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from envvars_server.errors import Envelope, error_body
+from envvars_server.errors import Envelope, send_error
 from envvars_server.store import Store
 
 UNAUTHORIZED = "missing or invalid API token: send 'Authorization: Bearer <token>'"
@@ -44,10 +43,7 @@ class BearerAuth:
             return
         user = self._user(scope["headers"])
         if user is None:
-            body = json.dumps(error_body(self.envelopes, path, 401, UNAUTHORIZED)).encode()
-            headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
-            await send({"type": "http.response.start", "status": 401, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, self.envelopes, path, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
             return
         scope.setdefault("state", {})["user_id"] = user
         await self.app(scope, receive, send)

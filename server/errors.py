@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,15 @@ def error_body(envelopes: Sequence[Envelope], path: str, status: int, message: s
     """The error body for `path`, in the envelope of the platform whose prefix it falls under."""
     owner = next((e for e in envelopes if path.startswith(e.prefix)), None)
     return (owner.render if owner else default_render)(status, message)
+
+
+async def send_error(send: Any, envelopes: Sequence[Envelope], path: str, status: int, message: str,
+                     headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Answer an ASGI request from a middleware with an error in the envelope of the platform owning `path`."""
+    body = json.dumps(error_body(envelopes, path, status, message)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def allowed_methods(request: Request) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envvars_server.errors import Envelope, error_body
+from envvars_server.errors import Envelope, send_error
 
 FAULTS_PATH = "/_faults"
 KINDS = ("status", "reset", "stall")
@@ -95,12 +95,8 @@ class FaultInjector:
         self.injected[fault.label()] += 1
         if fault.kind == "status":
             message = f"injected fault: {fault.status} (envvars-server serve --faults)"
-            headers = [(b"content-type", b"application/json")]
-            if fault.retry_after is not None:
-                headers.append((b"retry-after", str(int(fault.retry_after)).encode()))
-            body = json.dumps(error_body(self.envelopes, path, fault.status, message)).encode()
-            await send({"type": "http.response.start", "status": fault.status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            headers = [] if fault.retry_after is None else [(b"retry-after", str(int(fault.retry_after)).encode())]
+            await send_error(send, self.envelopes, path, fault.status, message, headers)
         elif fault.kind == "reset":
             # A header value the HTTP layer refuses to serialise: the server then drops the
             # connection with nothing written, which the client sees as a reset.

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from envvars.rules import show_key
-from envvars_server.errors import Envelope, error_body
+from envvars_server.errors import Envelope, send_error
 
 # A surrogate escape in JSON text, or a surrogate decoded from the body's bytes (json.loads(bytes)
 # decodes with "surrogatepass"). A hit may be a valid pair or an escaped backslash: the body is then
@@ -104,10 +104,10 @@ def body_problem(body: bytes) -> str | None:
 
 
 class StrictInput:
-    """ASGI middleware: refuse the input above with 400 before any route runs; install inside the body limit.
+    """ASGI middleware: refuse the input above with 400 before any route runs.
 
     It reads the whole body before the route does, so it must only ever see a body the size limit
-    has already bounded (see `limits.BodyLimit`, which wraps the app in it).
+    has already bounded: install it inside `limits.BodyLimit` (see `app.py`).
     """
 
     def __init__(self, app: Any, envelopes: Sequence[Envelope]):
@@ -143,7 +143,5 @@ class StrictInput:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: dict[str, Any], send: Any, message: str, close: bool = False) -> None:
-        body = json.dumps(error_body(self.envelopes, scope.get("path", ""), 400, message)).encode()
-        headers = [(b"content-type", b"application/json")] + ([(b"connection", b"close")] if close else [])
-        await send({"type": "http.response.start", "status": 400, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        headers = [(b"connection", b"close")] if close else []
+        await send_error(send, self.envelopes, scope.get("path", ""), 400, message, headers)

@@ -7,14 +7,12 @@ cheapest way to exhaust the server's memory.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from envvars_server.errors import Envelope, error_body
-from envvars_server.inputs import StrictInput
+from envvars_server.errors import Envelope, send_error
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -27,14 +25,10 @@ class BodyTooLarge(StarletteHTTPException):
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over `max_bytes`, by Content-Length or by counting a chunked body.
-
-    Inside it, `StrictInput` refuses malformed input: it reads the body first, so it must only see
-    bodies this limit has already bounded, and wrapping it here keeps that order in one place.
-    """
+    """ASGI middleware: refuse bodies over `max_bytes`, by Content-Length or by counting a chunked body."""
 
     def __init__(self, app: Any, max_bytes: int, envelopes: Sequence[Envelope]):
-        self.app = StrictInput(app, envelopes)
+        self.app = app
         self.max_bytes = max_bytes
         self.envelopes = envelopes
 
@@ -71,8 +65,5 @@ class BodyLimit:
 
     async def _refuse(self, scope: dict[str, Any], send: Any) -> None:
         message = str(BodyTooLarge(self.max_bytes).detail)
-        body = json.dumps(error_body(self.envelopes, scope.get("path", ""), 413, message)).encode()
         # The rest of the body is never read, so the connection cannot carry another request.
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, self.envelopes, scope.get("path", ""), 413, message, [(b"connection", b"close")])

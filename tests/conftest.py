@@ -10,9 +10,11 @@ import pytest
 import requests
 
 from envvars_server.launch import ServerProcess
+from envvars_server.sandbox import IsolationUnavailable, Sandbox, check_isolation
 from tests.figures import pytest_terminal_summary  # noqa: F401  (prints the reliability figures)
 
 _users = itertools.count()
+CANARY = "ENVVARS_TEST_HOST_CANARY"  # set in the host's environment while a `sandbox` runs
 
 
 class Api(requests.Session):
@@ -68,3 +70,23 @@ def anonymous(server: ServerProcess) -> Iterator[Api]:
 def start_server(data_dir: Path) -> ServerProcess:
     """A server of a test's own, for restart and crash tests."""
     return ServerProcess(data_dir).start()
+
+
+@pytest.fixture(scope="session")
+def isolation() -> None:
+    """Skip sandbox tests only where this host cannot isolate VMs, saying why."""
+    try:
+        check_isolation()
+    except IsolationUnavailable as exc:
+        pytest.skip(f"VM isolation unavailable: {exc}")
+
+
+@pytest.fixture
+def sandbox(isolation: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """A booted VM with a canary in the server's environment."""
+    monkeypatch.setenv(CANARY, "host-secret")
+    vm = Sandbox(tmp_path / "vm")
+    vm.create_root()
+    vm.boot()
+    yield vm
+    vm.destroy()

@@ -6,13 +6,12 @@ import base64
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from envvars_server.sandbox import GuestError, IsolationUnavailable, Sandbox, check_isolation, protocol
+from envvars_server.sandbox import GuestError, Sandbox, protocol
 from envvars_server.sandbox.agent import exec_command, write_file
 from envvars_server.sandbox.protocol import (
     MAX_EXEC_OUTPUT,
@@ -27,25 +26,6 @@ from envvars_server.sandbox.protocol import (
 # A binary-sized payload: a write that small (one buffered write, flushed after the chmod)
 # would have the kernel clear setuid by itself, hiding the bug.
 BINARY = b"\x7fELF" + bytes(64 * 1024)
-
-
-@pytest.fixture(scope="session")
-def isolation() -> None:
-    """Skip sandbox tests only where this host cannot isolate VMs, saying why."""
-    try:
-        check_isolation()
-    except IsolationUnavailable as exc:
-        pytest.skip(f"VM isolation unavailable: {exc}")
-
-
-@pytest.fixture
-def sandbox(isolation: None, tmp_path: Path) -> Iterator[Sandbox]:
-    """A booted VM."""
-    vm = Sandbox(tmp_path / "vm")
-    vm.create_root()
-    vm.boot()
-    yield vm
-    vm.stop()
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,7 @@ from envvars.envfile import render
 from envvars_server.sandbox import (
     AgentUnavailable,
     GuestError,
-    IsolationUnavailable,
     Sandbox,
-    check_isolation,
 )
 from envvars_server.sandbox.agent import LOGIN_DEFAULTS
 from envvars_server.sandbox.protocol import (
@@ -30,8 +27,8 @@ from envvars_server.sandbox.protocol import (
     recv_line,
     send_frame,
 )
+from tests.conftest import CANARY
 
-CANARY = "ENVVARS_TEST_HOST_CANARY"
 TRICKY_ENV = {
     "PLAIN": "value",
     "SPACES": "  leading and trailing  ",
@@ -45,26 +42,6 @@ TRICKY_ENV = {
     "TAB": "\tx\t",
     "PATH": "/custom/bin:/usr/bin:/bin",
 }
-
-
-@pytest.fixture(scope="session")
-def isolation() -> None:
-    """Skip sandbox tests only where this host cannot isolate VMs, saying why."""
-    try:
-        check_isolation()
-    except IsolationUnavailable as exc:
-        pytest.skip(f"VM isolation unavailable: {exc}")
-
-
-@pytest.fixture
-def sandbox(isolation: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """A booted VM with a canary in the server's environment."""
-    monkeypatch.setenv(CANARY, "host-secret")
-    vm = Sandbox(tmp_path / "vm")
-    vm.create_root()
-    vm.boot()
-    yield vm
-    vm.destroy()
 
 
 def env_of(vm: Sandbox, command: list[str] | None = None, **kwargs: object) -> dict[str, str]:

@@ -58,7 +58,7 @@ LOGIN_DEFAULTS = {
     "LOGNAME": "root",
 }
 HANDSHAKE_TIMEOUT_S = 5.0
-SETID_BITS = stat.S_ISUID | stat.S_ISGID  # never written: the guest's root is the server's uid outside
+SETID_BITS = stat.S_ISUID | stat.S_ISGID  # never written: a file the host asked for is no setuid program
 PIPE_CHUNK = 64 * 1024
 
 # next() on an itertools.count is atomic in CPython: no lock needed across connection threads.
