@@ -24,6 +24,7 @@ from typing import Any
 from envvars.envfile import render
 from envvars_server.errors import ApiError
 from envvars_server.sandbox import AgentUnavailable, GuestError, Limits, Sandbox
+from envvars_server.sandbox.host import CgroupError
 from envvars_server.store import Store, now_iso
 
 log = logging.getLogger("envvars.orchestrator")
@@ -173,7 +174,7 @@ class Orchestrator:
         with machine.lock:
             was_paused = record["state"] in PAUSED_STATES
             if not was_paused:
-                machine.sandbox.pause()
+                _pause(machine)
             try:
                 machine.sandbox.snapshot(self.commits_dir / commit_id)
             finally:
@@ -226,7 +227,7 @@ class Orchestrator:
         record, machine = self._ready(owner, vm_id)
         with machine.lock:
             if state in PAUSED_STATES and record["state"] == "running":
-                machine.sandbox.pause()
+                _pause(machine)
             elif state == "running" and record["state"] in PAUSED_STATES:
                 machine.sandbox.resume()
             record["state"] = state
@@ -305,3 +306,11 @@ def _guest(call: Callable[[], Any]) -> Any:
         raise ApiError(GUEST_ERROR_STATUS.get(exc.code, 500), exc.message) from None
     except AgentUnavailable as exc:
         raise ApiError(503, f"the VM's agent did not answer: {exc}") from None
+
+
+def _pause(machine: Machine) -> None:
+    """Freeze a VM; a VM whose processes would not freeze stays running and the caller may retry."""
+    try:
+        machine.sandbox.pause()
+    except CgroupError as exc:
+        raise ApiError(503, f"the VM could not be paused: {exc}; try again") from None

@@ -32,6 +32,9 @@ GUEST: dict[int | str, dict[str, Any]] = {
 QUOTA: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorResponse, "description": "The new VMs would exceed the per-user VM quota"},
 }
+FREEZE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "The VM's processes could not be frozen for the pause; try again"},
+}
 BUSY: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorResponse, "description": "Too many VM operations in flight for this user; see Retry-After"},
 }
@@ -250,7 +253,7 @@ def metadata(vm_id: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
     return vms.record(user, vm_id)
 
 
-@router.patch("/vm/{vm_id}/state", operation_id="update_vm_state", responses=NOT_READY)
+@router.patch("/vm/{vm_id}/state", operation_id="update_vm_state", responses={**NOT_READY, **FREEZE})
 async def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Caller, vms: Orchestrator = Vms,
                        slots: UserSlots = Slots) -> Any:
     """Pause (`Paused`/`Sleeping`) or resume (`Running`) a VM."""
@@ -259,7 +262,7 @@ async def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Calle
 
 
 @router.post("/vm/{vm_or_commit_id}/branch", operation_id="branch_vm", status_code=201,
-             response_model=NewVmsResponse, responses={**NOT_READY, **QUOTA})
+             response_model=NewVmsResponse, responses={**NOT_READY, **QUOTA, **FREEZE})
 async def branch(
     vm_or_commit_id: str, count: int = Query(default=1, ge=1, le=100), keep_paused: bool = False,
     user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots,
@@ -270,7 +273,7 @@ async def branch(
 
 
 @router.post("/vm/{vm_id}/commit", operation_id="commit_vm", status_code=201, response_model=VmCommitResponse,
-             responses=NOT_READY)
+             responses={**NOT_READY, **FREEZE})
 async def commit(
     vm_id: str, body: CommitVmRequest | None = None, keep_paused: bool = False,
     user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots,

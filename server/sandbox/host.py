@@ -128,12 +128,18 @@ class Cgroup:
     def freeze(self, timeout: float = 5.0) -> None:
         """Freeze every process of the cgroup, whatever namespaces it made; return once all are frozen."""
         state = self.dirs["freezer"] / "freezer.state"
-        _write(state, "FROZEN")
         deadline = time.monotonic() + timeout
-        while state.read_text().strip() != "FROZEN":
+        # v1 stays FREEZING while a task is busy in the kernel (a fork, an unlink); each write of
+        # FROZEN retries the tasks not yet frozen, so keep asking until every one is.
+        while True:
+            _write(state, "FROZEN")
+            for _ in range(10):
+                if state.read_text().strip() == "FROZEN":
+                    return
+                time.sleep(0.001)
             if time.monotonic() > deadline:
+                self.thaw()
                 raise CgroupError(f"cgroup {state.parent.name} did not freeze within {timeout} s")
-            time.sleep(0.001)
 
     def thaw(self) -> None:
         """Let the cgroup's processes run again."""

@@ -260,10 +260,11 @@ class Sandbox:
 
     def pause(self) -> None:
         """Freeze every process of the VM, whatever namespaces it made; return once all are frozen."""
-        self.paused = True
         if "freezer" in self.cgroup.dirs:
             self.cgroup.freeze()
+            self.paused = True
             return
+        self.paused = True
         stopped: set[int] = set()
         deadline = time.monotonic() + 5.0
         while True:
