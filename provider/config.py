@@ -101,6 +101,11 @@ SETTINGS = (
 )
 
 
+def auth_hint(setting: Setting) -> str:
+    """What a refused request (HTTP 401/403) should tell the user to check."""
+    return f"the API key is {setting.key} or, when that is unset, the {setting.env} environment variable"
+
+
 @dataclass(frozen=True)
 class Config:
     """Resolved provider settings, by snake_case name."""

@@ -12,10 +12,11 @@ from google.protobuf import empty_pb2, struct_pb2
 
 from envvars_provider import VERSION
 from envvars_provider import config as provider_config
+from envvars_provider.claims import Claims
 from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.names import camel, snake
 from envvars_provider.protos import plugin_pb2, provider_pb2, provider_pb2_grpc
-from envvars_provider.resources.base import Claim, Resource
+from envvars_provider.resources.base import Resource
 from envvars_provider.values import UNKNOWN, from_struct, reveal, secret, to_struct
 
 log = logging.getLogger("envvars.provider")
@@ -81,7 +82,7 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         self._config: provider_config.Config | None = None
         self._types: dict[str, type[Resource]] | None = None
         self._handlers: dict[str, tuple[Resource, Properties]] = {}
-        self._claims: dict[str, Claim] = {}
+        self._claims = Claims()
         self._lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -175,37 +176,14 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         resource, props = self._handler(request.type)
         news, secrets = props.decode(request.news)
         inputs, failures = resource.check(news)
-        failures += self._claim(request.urn, resource.claim(inputs))
+        claim = resource.claim(inputs)
+        if claim is not None:
+            failures += [("vars", reason) for reason in self._claims.register(request.urn, claim)]
         return provider_pb2.CheckResponse(
             inputs=props.encode(inputs, secrets),
             failures=[provider_pb2.CheckFailure(property=props.failure_property(p, secrets), reason=reason)
                       for p, reason in failures],
         )
-
-    def _claim(self, urn: str, claim: Claim | None) -> list[tuple[str, str]]:
-        """Failures when another resource of this program manages the same variables."""
-        if claim is None:
-            return []
-        failures = []
-        with self._lock:
-            for other_urn, other in self._claims.items():
-                if other_urn == urn:
-                    continue
-                other_name = _name(other_urn)
-                if claim.exclusive or other.exclusive:
-                    owner = "this resource" if claim.exclusive else f"'{other_name}'"
-                    failures.append(("vars", f"{owner} is exclusive (owns the account's whole set) but "
-                                             f"'{other_name if claim.exclusive else _name(urn)}' manages "
-                                             "variables of the same account: make one exclusive resource "
-                                             "hold them all, or set exclusive to false"))
-                    break
-                shared = sorted(claim.keys & other.keys)
-                if shared:
-                    failures.append(("vars", f"key {shared[0]!r} is also managed by '{other_name}': manage "
-                                             "each key in exactly one resource"))
-            if not failures:
-                self._claims[urn] = claim
-        return failures
 
     def Diff(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
@@ -250,14 +228,17 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         if request.preview:
             return provider_pb2.UpdateResponse(properties=props.encode(resource.preview(olds, news), secrets))
         what = f"updating {request.type} '{_name(request.urn)}'"
-        state = self._guard(context, what, lambda: resource.update(request.id, olds, news), props, secrets)
+        others = self._claims.bound(request.urn)
+        state = self._guard(context, what, lambda: resource.update(request.id, olds, news, others), props,
+                            secrets)
         return provider_pb2.UpdateResponse(properties=props.encode(state, secrets))
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
         state, _ = props.decode(request.properties)
         what = f"deleting {request.type} '{_name(request.urn)}'"
-        self._guard(context, what, lambda: resource.delete(request.id, state))
+        others = self._claims.bound(request.urn)
+        self._guard(context, what, lambda: resource.delete(request.id, state, others))
         return empty_pb2.Empty()
 
     def Cancel(self, request: Any, context: grpc.ServicerContext) -> Any:

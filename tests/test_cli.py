@@ -90,7 +90,7 @@ def vm_env(api: Api, vm_id: str) -> dict[str, str]:
 def resources(ws: Workspace) -> dict[str, dict[str, Any]]:
     """The state's custom resources by name (provider excluded)."""
     deployment = json.loads(ws.export())["deployment"]
-    return {r["urn"].rsplit("::", 1)[-1]: r for r in deployment["resources"]
+    return {r["urn"].rsplit("::", 1)[-1]: r for r in deployment.get("resources", [])
             if r["custom"] and not r["type"].startswith("pulumi:providers:")}
 
 

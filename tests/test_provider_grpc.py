@@ -119,9 +119,11 @@ def test_diff_replaces_where_stated(plugin: Plugin) -> None:
     assert diff(plugin, VM, {"envRevision": 1}, {"envRevision": 1}).changes == provider_pb2.DiffResponse.DIFF_NONE
 
 
-def test_create_preview_returns_unknown_outputs(plugin: Plugin) -> None:
+def test_create_preview_returns_the_outputs_it_can_know(plugin: Plugin) -> None:
     response = create(plugin, ENV_VARS, "app", {"vars": secret({"A": "1"}), "exclusive": False}, preview=True)
-    assert plain(response.properties)["revision"] == UNKNOWN
+    assert plain(response.properties)["revision"] == 1  # what create returns, so a Vm fed it previews known
+    outputs = plain(create(plugin, VM, "vm", {}, preview=True).properties)
+    assert {outputs[name] for name in ("vmId", "state", "ip")} == {UNKNOWN}
 
 
 def test_lifecycle_non_exclusive_leaves_other_keys(plugin: Plugin, api: Api) -> None:
@@ -145,6 +147,33 @@ def test_lifecycle_non_exclusive_leaves_other_keys(plugin: Plugin, api: Api) -> 
     plugin.stub.Delete(provider_pb2.DeleteRequest(
         id=created.id, urn=urn(ENV_VARS, "app"), type=ENV_VARS, properties=read.properties))
     assert api.get("/api/v1/env_vars").json()["vars"] == {"OTHER": "untouched", "NEW": "ignored"}
+
+
+def test_keys_claimed_by_another_resource_are_never_deleted(plugin: Plugin, api: Api) -> None:
+    created = create(plugin, ENV_VARS, "set1", {"vars": {"A": "1", "C": "3"}, "exclusive": False})
+    lone = create(plugin, ENV_VAR, "old", {"key": "A", "value": secret("1")})
+    # This deployment's program: set1 gives C to a new EnvVar and takes A from the dropped one.
+    assert not check(plugin, ENV_VAR, "c", {"key": "C", "value": "3"}).failures
+    assert not check(plugin, ENV_VARS, "set1", {"vars": {"A": "1"}}).failures
+    plugin.stub.Update(provider_pb2.UpdateRequest(
+        id=created.id, urn=urn(ENV_VARS, "set1"), type=ENV_VARS, olds=created.properties,
+        news=to_struct({"vars": secret({"A": "1"}), "exclusive": False})))
+    plugin.stub.Delete(provider_pb2.DeleteRequest(
+        id=lone.id, urn=urn(ENV_VAR, "old"), type=ENV_VAR, properties=lone.properties))
+    assert api.get("/api/v1/env_vars").json()["vars"] == {"A": "1", "C": "3"}
+    # A key nobody claims goes as before.
+    dropped = create(plugin, ENV_VAR, "z", {"key": "Z", "value": secret("26")})
+    plugin.stub.Delete(provider_pb2.DeleteRequest(
+        id=dropped.id, urn=urn(ENV_VAR, "z"), type=ENV_VAR, properties=dropped.properties))
+    assert api.get("/api/v1/env_vars").json()["vars"] == {"A": "1", "C": "3"}
+
+
+def test_exclusive_delete_leaves_what_its_successor_owns(plugin: Plugin, api: Api) -> None:
+    created = create(plugin, ENV_VARS, "all", {"vars": {"A": "1"}, "exclusive": True})
+    assert not check(plugin, ENV_VARS, "all_renamed", {"vars": {"A": "1"}, "exclusive": True}).failures
+    plugin.stub.Delete(provider_pb2.DeleteRequest(
+        id=created.id, urn=urn(ENV_VARS, "all"), type=ENV_VARS, properties=created.properties))
+    assert api.get("/api/v1/env_vars").json()["vars"] == {"A": "1"}
 
 
 def test_exclusive_owns_the_whole_set(plugin: Plugin, api: Api) -> None:

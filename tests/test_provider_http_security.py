@@ -84,7 +84,7 @@ def ok(request: Seen) -> Reply:
 @contextmanager
 def client(url: str) -> Iterator[VersClient]:
     """A Vers client of the provider against `url`, closed afterwards."""
-    vers = VersClient(url, API_KEY)
+    vers = VersClient(url, API_KEY, "the API key is a test setting")
     try:
         yield vers
     finally:

@@ -71,9 +71,11 @@ class _SameOriginSession(requests.Session):
 class ApiSession:
     """A bearer-authenticated JSON session against one base URL."""
 
-    def __init__(self, base_url: str, token: str | None, error_reason: Any, retry: Retry | None = None):
+    def __init__(self, base_url: str, token: str | None, error_reason: Any, auth_hint: str,
+                 retry: Retry | None = None):
         self.base_url = base_url.rstrip("/")
         self.error_reason = error_reason
+        self.auth_hint = auth_hint
         self.session = _SameOriginSession()
         adapter = HTTPAdapter(max_retries=retry or retry_policy(), pool_maxsize=32)
         self.session.mount("http://", adapter)
@@ -104,7 +106,10 @@ class ApiSession:
             raise UnreachableError(f"{method} {self.base_url}{path}: no answer after retries ({type(exc).__name__})") \
                 from None
         if response.status_code not in expect:
-            raise PlatformError(method, path, response.status_code, self.error_reason(response))
+            reason = self.error_reason(response)
+            if response.status_code in (401, 403):
+                reason += f" ({self.auth_hint})"
+            raise PlatformError(method, path, response.status_code, reason)
         return response
 
     def _post(self, url: str, **kwargs: Any) -> requests.Response:

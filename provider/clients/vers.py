@@ -24,8 +24,8 @@ def _reason(response: requests.Response) -> str:
 class VersClient:
     """`/api/v1/env_vars` and `/api/v1/vm` of one account."""
 
-    def __init__(self, base_url: str, api_key: str | None):
-        self.api = ApiSession(base_url, api_key, _reason)
+    def __init__(self, base_url: str, api_key: str | None, auth_hint: str):
+        self.api = ApiSession(base_url, api_key, _reason, auth_hint)
 
     def get_vars(self) -> dict[str, str]:
         """The account's whole set."""

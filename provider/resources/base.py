@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
+from envvars_provider.claims import Claim, Others
 from envvars_provider.config import Config
 from envvars_provider.names import camel
 from envvars_provider.values import UNKNOWN, has_unknown
@@ -29,7 +30,8 @@ class Prop:
     required: bool = False
     secret: bool = False
     replace_on_change: bool = False
-    default: Any = None
+    default: Any = None  # filled in by Check when the program leaves the input unset
+    server_default: Any = None  # what the platform uses when the input is unset: equal to unset in a diff
 
     @property
     def wire(self) -> str:
@@ -44,22 +46,12 @@ class Prop:
 
 
 @dataclass
-class Claim:
-    """The variables a resource manages in its account, for detecting two resources that fight."""
-
-    keys: frozenset[str] = frozenset()
-    exclusive: bool = False
-
-
-@dataclass
 class Diff:
     """What changed between a resource's state and its new inputs."""
 
     changes: list[str] = field(default_factory=list)
     replaces: list[str] = field(default_factory=list)
     detailed: dict[str, str] = field(default_factory=dict)  # property path -> add|update|delete[_replace]
-
-
 
 
 def map_path(prop: str, key: str) -> str:
@@ -112,6 +104,8 @@ class Resource:
             old, new = olds.get(prop.name), news.get(prop.name)
             if new is None and prop.default is not None:
                 new = prop.default
+            if prop.server_default is not None:
+                old, new = (prop.server_default if value is None else value for value in (old, new))
             if old == new and not has_unknown(new):
                 continue
             kind = "update"
@@ -151,10 +145,10 @@ class Resource:
         """The inputs that would produce `state` (for import and refresh)."""
         return {prop.name: state[prop.name] for prop in self.inputs if state.get(prop.name) is not None}
 
-    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
-        """Apply new inputs in place; return the new state."""
+    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any], others: Others) -> dict[str, Any]:
+        """Apply new inputs in place; return the new state. Keys given up that `others` claim stay."""
         raise NotImplementedError
 
-    def delete(self, resource_id: str, state: dict[str, Any]) -> None:
-        """Delete the resource; one already gone is fine."""
+    def delete(self, resource_id: str, state: dict[str, Any], others: Others) -> None:
+        """Delete the resource, but no key that `others` claim; one already gone is fine."""
         raise NotImplementedError

@@ -7,13 +7,15 @@ from typing import Any, ClassVar
 from envvars.diff import diff_keys
 from envvars.rules import RuleViolation, check_key, check_value
 from envvars.rules.vers import RULES
+from envvars_provider.claims import Claim, Others
 from envvars_provider.clients.vers import VersClient
-from envvars_provider.config import Config
-from envvars_provider.errors import PartialApply
-from envvars_provider.resources.base import BOOLEAN, INTEGER, STRING, STRING_MAP, Claim, Prop, Resource
+from envvars_provider.config import SETTINGS, Config, auth_hint
+from envvars_provider.errors import PartialApply, ProviderError
+from envvars_provider.resources.base import BOOLEAN, INTEGER, STRING, STRING_MAP, Diff, Prop, Resource, map_path
 from envvars_provider.values import UNKNOWN
 
 ACCOUNT_ID = "account"  # an EnvVars set has no id of its own on Vers: it is the account's set
+API_KEY = next(setting for setting in SETTINGS if setting.name == "vers_api_key")
 
 
 def _rule_failures(prop: str, variables: Any) -> list[tuple[str, str]]:
@@ -36,7 +38,15 @@ class VersResource(Resource):
 
     def __init__(self, config: Config):
         super().__init__(config)
-        self.client = VersClient(str(config.vers_url), config.vers_api_key)
+        self.client = VersClient(str(config.vers_url), config.vers_api_key, auth_hint(API_KEY))
+
+    def check(self, news: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        inputs, failures = super().check(news)
+        if not self.config.vers_api_key:
+            failures.append(("", f"no Vers API key is configured: set {API_KEY.key} "
+                                 f"(`pulumi config set --secret {API_KEY.key} KEY`) or the {API_KEY.env} "
+                                 "environment variable"))
+        return inputs, failures
 
 
 class EnvVars(VersResource):
@@ -77,36 +87,67 @@ class EnvVars(VersResource):
             return None
         return Claim(frozenset(variables), exclusive=inputs.get("exclusive") is True)
 
+    def diff(self, olds: dict[str, Any], news: dict[str, Any]) -> Diff:
+        """The per-key diff, plus every variable of the account an exclusive write will remove."""
+        result = super().diff(olds, news)
+        new_vars = news.get("vars")
+        if not result.changes or news.get("exclusive") is not True or not isinstance(new_vars, dict):
+            return result
+        removed = self.client.get_vars().keys() - new_vars.keys() - (olds.get("vars") or {}).keys()
+        if removed:
+            result.detailed |= {map_path("vars", key): "delete" for key in sorted(removed)}
+            if "vars" not in result.changes:
+                result.changes.append("vars")
+        return result
+
     def preview(self, olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[str, Any]:
-        return {**news, "revision": UNKNOWN}
+        return {**news, "revision": 1 if olds is None else self._revision(olds, news)}
+
+    def _revision(self, olds: dict[str, Any], news: dict[str, Any]) -> Any:
+        """The revision once `news` is applied: one more exactly when the stored set changes; unknown
+        while that depends on values not known yet."""
+        revision = int(olds.get("revision") or 0)
+        old_vars, new_vars = olds.get("vars") or {}, news.get("vars")
+        if not isinstance(new_vars, dict):
+            return UNKNOWN
+        keys = diff_keys(old_vars, new_vars)
+        if keys.added or keys.deleted or any(new_vars[key] != UNKNOWN for key in keys.updated):
+            return revision + 1
+        if keys.updated:  # only values not known yet, which may turn out the same
+            return UNKNOWN
+        if news.get("exclusive") and self.client.get_vars() != new_vars:
+            return revision + 1
+        return revision
 
     def create(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self.client.put_vars(inputs["vars"], replace=bool(inputs["exclusive"]))
         return ACCOUNT_ID, {**inputs, "revision": 1}
 
-    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any], others: Others) -> dict[str, Any]:
         old_vars, new_vars = olds.get("vars") or {}, news["vars"]
-        revision = int(olds.get("revision") or 0) + 1
+        revision = self._revision(olds, news)
         if news["exclusive"]:
             self.client.put_vars(new_vars, replace=True)
             return {**news, "revision": revision}
         changes = diff_keys(old_vars, new_vars)
         if changes.upserts:
             self.client.put_vars({key: new_vars[key] for key in changes.upserts}, replace=False)
-        for done, key in enumerate(changes.deleted):
-            try:
-                self.client.delete_var(key)
-            except Exception as exc:
-                reached = {**new_vars, **{k: old_vars[k] for k in changes.deleted[done:]}}
-                raise PartialApply(f"removing key {key!r} failed: {exc}", resource_id,
-                                   {**news, "vars": reached, "revision": revision}) from None
+        with others() as kept:
+            for done, key in enumerate(changes.deleted):
+                if kept.covers(key):
+                    continue  # handed to another resource of this program
+                try:
+                    self.client.delete_var(key)
+                except Exception as exc:
+                    reached = {**new_vars, **{k: old_vars[k] for k in changes.deleted[done:]}}
+                    raise PartialApply(f"removing key {key!r} failed: {exc}", resource_id,
+                                       {**news, "vars": reached, "revision": revision}) from None
         return {**news, "revision": revision}
 
     def read(self, resource_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
         stored = self.client.get_vars()
         if not state:  # import: `account` adopts the whole set, `KEY1,KEY2` just those keys
-            exclusive = resource_id == ACCOUNT_ID
-            state = {"exclusive": exclusive, "vars": {} if exclusive else dict.fromkeys(resource_id.split(","))}
+            state = self._imported(resource_id, stored)
         exclusive = bool(state.get("exclusive"))
         managed = state.get("vars") or {}
         current = stored if exclusive else {key: stored[key] for key in managed if key in stored}
@@ -115,12 +156,34 @@ class EnvVars(VersResource):
             revision += 1
         return {"vars": current, "exclusive": exclusive, "revision": max(revision, 1)}
 
-    def delete(self, resource_id: str, state: dict[str, Any]) -> None:
-        if state.get("exclusive"):
-            self.client.put_vars({}, replace=True)
-            return
-        for key in sorted(state.get("vars") or {}):
-            self.client.delete_var(key)
+    @staticmethod
+    def _imported(resource_id: str, stored: dict[str, str]) -> dict[str, Any]:
+        """The state an import id stands for; every listed key must exist."""
+        if resource_id == ACCOUNT_ID:
+            return {"exclusive": True, "vars": {}}
+        keys = [key.strip() for key in resource_id.split(",")]
+        if "" in keys:
+            raise ProviderError(f"import id {resource_id!r} has an empty key: give `account` or KEY1,KEY2")
+        missing = [key for key in keys if key not in stored]
+        if missing:
+            raise ProviderError(f"cannot import {', '.join(map(repr, missing))}: the account's env set has no such "
+                                "variable; import only keys that exist")
+        return {"exclusive": False, "vars": dict.fromkeys(keys)}
+
+    def delete(self, resource_id: str, state: dict[str, Any], others: Others) -> None:
+        with others() as kept:
+            if state.get("exclusive"):
+                if kept.exclusive:
+                    return  # another exclusive resource of this program now owns the set
+                if not kept.keys:
+                    self.client.put_vars({}, replace=True)
+                    return
+                managed = self.client.get_vars().keys()
+            else:
+                managed = (state.get("vars") or {}).keys()
+            for key in sorted(managed):
+                if not kept.covers(key):
+                    self.client.delete_var(key)
 
 
 class EnvVar(VersResource):
@@ -157,7 +220,7 @@ class EnvVar(VersResource):
         self.client.put_vars({inputs["key"]: inputs["value"]}, replace=False)
         return inputs["key"], dict(inputs)
 
-    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any], others: Others) -> dict[str, Any]:
         self.client.put_vars({news["key"]: news["value"]}, replace=False)
         return dict(news)
 
@@ -167,8 +230,10 @@ class EnvVar(VersResource):
             return None
         return {"key": resource_id, "value": stored[resource_id]}
 
-    def delete(self, resource_id: str, state: dict[str, Any]) -> None:
-        self.client.delete_var(resource_id)
+    def delete(self, resource_id: str, state: dict[str, Any], others: Others) -> None:
+        with others() as kept:
+            if not kept.covers(resource_id):  # else renamed, or its key handed to another resource
+                self.client.delete_var(resource_id)
 
 
 class Vm(VersResource):
@@ -182,12 +247,15 @@ class Vm(VersResource):
         "VMs.\n\nImport with the VM id: `pulumi import envvars:vers:Vm NAME VM_ID`."
     )
     inputs: ClassVar[tuple[Prop, ...]] = (
-        Prop("vcpu_count", INTEGER, "vCPUs (default 1).", replace_on_change=True),
-        Prop("mem_size_mib", INTEGER, "RAM in MiB (default 512).", replace_on_change=True),
-        Prop("fs_size_mib", INTEGER, "Disk size in MiB (default 1024).", replace_on_change=True),
-        Prop("image_name", STRING, "Base image; currently must be 'default'.", replace_on_change=True),
-        Prop("kernel_name", STRING, "Kernel; currently must be 'default.bin'.", replace_on_change=True),
-        Prop("labels", STRING_MAP, "Labels of the VM.", replace_on_change=True),
+        Prop("vcpu_count", INTEGER, "vCPUs (default 1).", replace_on_change=True, server_default=1),
+        Prop("mem_size_mib", INTEGER, "RAM in MiB (default 512).", replace_on_change=True, server_default=512),
+        Prop("fs_size_mib", INTEGER, "Disk size in MiB (default 1024).", replace_on_change=True,
+             server_default=1024),
+        Prop("image_name", STRING, "Base image; currently must be 'default' (the default).", replace_on_change=True,
+             server_default="default"),
+        Prop("kernel_name", STRING, "Kernel; currently must be 'default.bin' (the default).",
+             replace_on_change=True, server_default="default.bin"),
+        Prop("labels", STRING_MAP, "Labels of the VM (default none).", replace_on_change=True, server_default={}),
         Prop("env_revision", INTEGER, "Any value; a change replaces the VM, because env vars reach a VM only "
              "at boot. Set it to `EnvVars.revision`.", replace_on_change=True),
     )
@@ -208,7 +276,7 @@ class Vm(VersResource):
                                {**inputs, **self._outputs(vm_id, {})}) from None
         return vm_id, {**inputs, **self._outputs(vm_id, metadata)}
 
-    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any]) -> dict[str, Any]:
+    def update(self, resource_id: str, olds: dict[str, Any], news: dict[str, Any], others: Others) -> dict[str, Any]:
         """Every input replaces the VM, so an update only finishes an interrupted create: read it again."""
         metadata = self.client.vm_metadata(resource_id) or {}
         return {**news, **self._outputs(resource_id, metadata)}
@@ -222,7 +290,7 @@ class Vm(VersResource):
             inputs |= {name: metadata.get(name) for name in ("vcpu_count", "mem_size_mib")}
         return {**{k: v for k, v in inputs.items() if v is not None}, **self._outputs(resource_id, metadata)}
 
-    def delete(self, resource_id: str, state: dict[str, Any]) -> None:
+    def delete(self, resource_id: str, state: dict[str, Any], others: Others) -> None:
         self.client.delete_vm(resource_id)
 
     @staticmethod

@@ -2,8 +2,9 @@
 
 Config (all optional, JSON objects):
 - `sets`: NAME → {"vars": {KEY: VALUE}, "exclusive": bool}  → `EnvVars` NAME
-- `vars`: NAME → {"key": KEY, "value": VALUE}                  → `EnvVar` NAME
-- `vms`:  NAME → SET (its `envRevision` is that set's revision, or none when null) → `Vm` NAME
+- `vars`: NAME → {"key": KEY, "value": VALUE, "dbr": bool}      → `EnvVar` NAME (`dbr`: delete before replace)
+- `vms`:  NAME → SET (its `envRevision` is that set's revision, or none when null), or
+          {"set": SET, ARG: VALUE, ...} with more `Vm` arguments (`vcpu_count`...)  → `Vm` NAME
 
 A VALUE is a plain string, {"secret": CONFIG_KEY} (that secret config value), {"env": NAME} (a plain
 string from the program's environment, so it is in no config) or {"vmIp": VM} (the ip of a Vm of this
@@ -35,10 +36,13 @@ sets = {
         name, vars={key: value(item) for key, item in spec["vars"].items()}, exclusive=spec.get("exclusive"))
     for name, spec in (config.get_object("sets") or {}).items()
 }
-for name, set_name in (config.get_object("vms") or {}).items():
-    vms[name] = envvars.vers.Vm(name, env_revision=sets[set_name].revision if set_name else None)
+for name, spec in (config.get_object("vms") or {}).items():
+    args = dict(spec) if isinstance(spec, dict) else {"set": spec}
+    set_name = args.pop("set", None)
+    vms[name] = envvars.vers.Vm(name, env_revision=sets[set_name].revision if set_name else None, **args)
 singles = {
-    name: envvars.vers.EnvVar(name, key=spec["key"], value=value(spec["value"]))
+    name: envvars.vers.EnvVar(name, key=spec["key"], value=value(spec["value"]),
+                              opts=pulumi.ResourceOptions(delete_before_replace=spec.get("dbr", False)))
     for name, spec in (config.get_object("vars") or {}).items()
 }
 

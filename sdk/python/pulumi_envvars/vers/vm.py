@@ -31,9 +31,9 @@ class VmArgs:
 
         :param pulumi.Input[_builtins.int] env_revision: Any value; a change replaces the VM, because env vars reach a VM only at boot. Set it to `EnvVars.revision`.
         :param pulumi.Input[_builtins.int] fs_size_mib: Disk size in MiB (default 1024).
-        :param pulumi.Input[_builtins.str] image_name: Base image; currently must be 'default'.
-        :param pulumi.Input[_builtins.str] kernel_name: Kernel; currently must be 'default.bin'.
-        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels of the VM.
+        :param pulumi.Input[_builtins.str] image_name: Base image; currently must be 'default' (the default).
+        :param pulumi.Input[_builtins.str] kernel_name: Kernel; currently must be 'default.bin' (the default).
+        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels of the VM (default none).
         :param pulumi.Input[_builtins.int] mem_size_mib: RAM in MiB (default 512).
         :param pulumi.Input[_builtins.int] vcpu_count: vCPUs (default 1).
         """
@@ -80,7 +80,7 @@ class VmArgs:
     @pulumi.getter(name="imageName")
     def image_name(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Base image; currently must be 'default'.
+        Base image; currently must be 'default' (the default).
         """
         return pulumi.get(self, "image_name")
 
@@ -92,7 +92,7 @@ class VmArgs:
     @pulumi.getter(name="kernelName")
     def kernel_name(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Kernel; currently must be 'default.bin'.
+        Kernel; currently must be 'default.bin' (the default).
         """
         return pulumi.get(self, "kernel_name")
 
@@ -104,7 +104,7 @@ class VmArgs:
     @pulumi.getter
     def labels(self) -> pulumi.Input[Optional[Mapping[str, pulumi.Input[_builtins.str]]]]:
         """
-        Labels of the VM.
+        Labels of the VM (default none).
         """
         return pulumi.get(self, "labels")
 
@@ -160,9 +160,9 @@ class Vm(pulumi.CustomResource):
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.int] env_revision: Any value; a change replaces the VM, because env vars reach a VM only at boot. Set it to `EnvVars.revision`.
         :param pulumi.Input[_builtins.int] fs_size_mib: Disk size in MiB (default 1024).
-        :param pulumi.Input[_builtins.str] image_name: Base image; currently must be 'default'.
-        :param pulumi.Input[_builtins.str] kernel_name: Kernel; currently must be 'default.bin'.
-        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels of the VM.
+        :param pulumi.Input[_builtins.str] image_name: Base image; currently must be 'default' (the default).
+        :param pulumi.Input[_builtins.str] kernel_name: Kernel; currently must be 'default.bin' (the default).
+        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] labels: Labels of the VM (default none).
         :param pulumi.Input[_builtins.int] mem_size_mib: RAM in MiB (default 512).
         :param pulumi.Input[_builtins.int] vcpu_count: vCPUs (default 1).
         """
@@ -274,7 +274,7 @@ class Vm(pulumi.CustomResource):
     @pulumi.getter(name="imageName")
     def image_name(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        Base image; currently must be 'default'.
+        Base image; currently must be 'default' (the default).
         """
         return pulumi.get(self, "image_name")
 
@@ -290,7 +290,7 @@ class Vm(pulumi.CustomResource):
     @pulumi.getter(name="kernelName")
     def kernel_name(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        Kernel; currently must be 'default.bin'.
+        Kernel; currently must be 'default.bin' (the default).
         """
         return pulumi.get(self, "kernel_name")
 
@@ -298,7 +298,7 @@ class Vm(pulumi.CustomResource):
     @pulumi.getter
     def labels(self) -> pulumi.Output[Optional[Mapping[str, _builtins.str]]]:
         """
-        Labels of the VM.
+        Labels of the VM (default none).
         """
         return pulumi.get(self, "labels")
 

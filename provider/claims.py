@@ -1,0 +1,76 @@
+"""Which variables each resource of this deployment manages.
+
+The engine checks every resource of the program before it deletes those the program dropped, but
+it may update or replace one resource before it has checked the next. A resource that gives up
+keys therefore deletes them while holding the registry, and only those no other resource has
+claimed: a key moved to another resource is never deleted by the one that let it go, in whichever
+order the engine runs the steps (a claim made later is registered after the delete, and the
+claimant's own write follows its check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The variables a resource manages in its account."""
+
+    keys: frozenset[str] = frozenset()
+    exclusive: bool = False
+
+    def covers(self, key: str) -> bool:
+        """Whether `key` is managed under this claim."""
+        return self.exclusive or key in self.keys
+
+
+# A resource's view of the registry during a step: every other resource's claims, merged, with no
+# new claim registered until the block ends.
+Others = Callable[[], AbstractContextManager[Claim]]
+
+
+def _name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+class Claims:
+    """The claims learnt in Check, by URN: one provider process serves one deployment of one account."""
+
+    def __init__(self) -> None:
+        self._by_urn: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+
+    def register(self, urn: str, claim: Claim) -> list[str]:
+        """Record `claim` for `urn`; the reasons it conflicts with another resource's (then nothing is kept)."""
+        with self._lock:
+            for other_urn, other in self._by_urn.items():
+                if other_urn == urn:
+                    continue
+                if claim.exclusive or other.exclusive:
+                    owner, peer = ("this resource", other_urn) if claim.exclusive else (f"'{_name(other_urn)}'", urn)
+                    return [f"{owner} is exclusive (owns the account's whole set) but '{_name(peer)}' manages "
+                            "variables of the same account: make one exclusive resource hold them all, or set "
+                            "exclusive to false"]
+                shared = sorted(claim.keys & other.keys)
+                if shared:
+                    return [f"key {shared[0]!r} is also managed by '{_name(other_urn)}': manage each key in "
+                            "exactly one resource"]
+            self._by_urn[urn] = claim
+        return []
+
+    @contextlib.contextmanager
+    def others(self, urn: str) -> Iterator[Claim]:
+        """Every claim but `urn`'s, merged; no claim is registered until the block ends."""
+        with self._lock:
+            claims = [claim for other, claim in self._by_urn.items() if other != urn]
+            yield Claim(frozenset().union(*(claim.keys for claim in claims)),
+                        any(claim.exclusive for claim in claims))
+
+    def bound(self, urn: str) -> Others:
+        """`others` for one resource."""
+        return lambda: self.others(urn)
