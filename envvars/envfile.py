@@ -39,6 +39,17 @@ def _line(key: str, value: str) -> str:
     return f'{key}="{value}"'
 
 
+def login_alteration(key: str, value: str) -> str | None:
+    """How a VM login (pam_env) will see `key`'s value otherwise than written, or None if intact."""
+    size = len(f'{key}="{value}"'.encode())
+    if size > PAM_LINE_MAX:
+        return (f"its /etc/environment line is {size} bytes and pam_env skips lines over {PAM_LINE_MAX}, so a "
+                "login in a VM will not see it at all")
+    if "#" in value:
+        return "it holds '#', where pam_env ends a value, so a login in a VM sees only what comes before it"
+    return None
+
+
 def render(variables: Mapping[str, str]) -> str:
     """The `/etc/environment` text for `variables` (deterministic, newline-terminated)."""
     lines = sorted(_line(key, value) for key, value in variables.items())

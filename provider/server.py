@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2, struct_pb2
 
-from envvars_provider import VERSION
+from envvars_provider import VERSION, engine_log
 from envvars_provider import config as provider_config
 from envvars_provider.claims import Claims
 from envvars_provider.errors import PartialApply, ProviderError
@@ -179,6 +179,9 @@ class Provider(provider_pb2_grpc.ResourceProviderServicer):
         claim = resource.claim(inputs)
         if claim is not None:
             failures += [("vars", reason) for reason in self._claims.register(request.urn, claim)]
+        if not failures:
+            for warning in resource.warnings(inputs):
+                engine_log.warn(f"{request.type} resource '{_name(request.urn)}': {warning}", request.urn)
         return provider_pb2.CheckResponse(
             inputs=props.encode(inputs, secrets),
             failures=[provider_pb2.CheckFailure(property=props.failure_property(p, secrets), reason=reason)

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Host tools the reference server needs: bubblewrap isolates each VM sandbox; as root, setpriv
-# (util-linux) runs it as an unprivileged id and mkfs.ext4 (e2fsprogs) makes its disk image.
+# Host tools the reference server needs: bubblewrap isolates each VM sandbox; libpam with pam_env
+# builds a VM login's environment; as root, setpriv (util-linux) runs a sandbox as an unprivileged
+# id and mkfs.ext4 (e2fsprogs) makes its disk image.
 set -euo pipefail
 missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+has() { compgen -G "/usr/lib/$1" >/dev/null || compgen -G "/lib/$1" >/dev/null; }
+has '*/libpam.so.0' || missing+=(libpam0g)
+has '*/security/pam_env.so' || missing+=(libpam-modules)
 if [ "$(id -u)" = 0 ]; then
     command -v setpriv >/dev/null || missing+=(util-linux)
     command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)

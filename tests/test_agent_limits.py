@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from envvars_server.sandbox import GuestError, Sandbox, protocol
+from envvars_server.sandbox import GuestError, Sandbox, agent, pam, protocol
 from envvars_server.sandbox.agent import exec_command, write_file
 from envvars_server.sandbox.protocol import (
     MAX_EXEC_OUTPUT,
@@ -26,6 +26,13 @@ from envvars_server.sandbox.protocol import (
 # A binary-sized payload: a write that small (one buffered write, flushed after the chmod)
 # would have the kernel clear setuid by itself, hiding the bug.
 BINARY = b"\x7fELF" + bytes(64 * 1024)
+
+
+@pytest.fixture(autouse=True)
+def login_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PAM service a VM's agent finds at PAM_CONFDIR, for exec run in this process."""
+    (tmp_path / pam.SERVICE).write_text(pam.service(str(tmp_path / "environment")))
+    monkeypatch.setattr(agent, "PAM_CONFDIR", str(tmp_path))
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:

@@ -305,3 +305,27 @@ def test_provider_url_is_checked_at_preview(tmp_path: Path, server: ServerProces
     failed = ws.preview(check=False, extra_env={"VERS_URL": "http://[::1"})
     assert failed.returncode != 0 and "malformed host" in failed.stdout + failed.stderr
     assert "Traceback" not in failed.stdout + failed.stderr
+
+
+def test_values_a_login_cannot_see_as_written_warn_at_preview(tmp_path: Path, server: ServerProcess, api: Api) -> None:
+    ws = workspace(tmp_path, server, api)
+    hashed, long_value = distinctive("before#after"), "x" * 8190
+    ws.env |= {"HASHED": hashed, "LONG": long_value}
+    configure(ws, sets={"app": {"vars": {"HASHED": {"env": "HASHED"}, "FINE": "ok"}}}, vms={"w": "app"},
+              vars={"long": {"key": "LONG_ONE", "value": {"env": "LONG"}}})
+    result = ws.preview()
+    output = result.stdout + result.stderr
+    assert re.search(r"warning: envvars:vers:EnvVars resource 'app': env var 'HASHED': it holds '#', where pam_env "
+                     r"ends a value, so a login in a VM sees only what comes before it; it is stored as written",
+                     output), output
+    assert re.search(r"warning: envvars:vers:EnvVar resource 'long': env var 'LONG_ONE': its /etc/environment line "
+                     r"is 8201 bytes and pam_env skips lines over 8190, so a login in a VM will not see it at all",
+                     output), output
+    assert "'FINE'" not in output
+    assert hashed not in output and long_value not in output
+    # Applied as written; a login in the VM sees what pam_env makes of it.
+    ws.up()
+    assert stored(api) == {"HASHED": hashed, "FINE": "ok", "LONG_ONE": long_value}
+    vm_id = ws.outputs()["vmIds"]["w"]
+    seen = api.post(f"/api/v1/vm/{vm_id}/exec", json={"command": ["sh", "-c", 'printf %s "$HASHED"']}).json()
+    assert seen["stdout"] == hashed.split("#")[0]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import random
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from envvars.envfile import PAM_LINE_MAX, UNREPRESENTABLE, parse, render
+from envvars.envfile import PAM_LINE_MAX, UNREPRESENTABLE, login_alteration, parse, render
+from envvars_server.sandbox import pam
 
 TRICKY_VALUES = [
     "", " ", "  ", "plain", "with space", " leading", "trailing ", "\ttab\t",
@@ -101,47 +100,13 @@ def test_parse_follows_pam_env_rules(text: str, expected: dict[str, str]) -> Non
 
 # -- the same files read by the host's real pam_env.so ---------------------------------------------
 
-_Conv = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
-
-
-class _PamConv(ctypes.Structure):
-    _fields_ = [("conv", _Conv), ("appdata", ctypes.c_void_p)]
-
-
-def _libpam() -> ctypes.CDLL:
-    name = ctypes.util.find_library("pam")
-    lib = ctypes.CDLL(name) if name else None
-    if lib is None or not hasattr(lib, "pam_start_confdir"):
-        pytest.skip("needs libpam >= 1.4 (pam_start_confdir) and pam_env.so (Debian: libpam-modules)")
-    return lib
-
-
 def pam_env_read(text: str) -> dict[str, str]:
     """What Linux-PAM's pam_env.so (readenv) sets from an env file with `text`."""
-    lib = _libpam()
-    lib.pam_getenvlist.restype = ctypes.POINTER(ctypes.c_char_p)
     with tempfile.TemporaryDirectory() as confdir:
         envfile = Path(confdir, "environment")
         envfile.write_text(text, encoding="utf-8")
-        Path(confdir, "envfile-test").write_text(
-            f"session required pam_env.so readenv=1 envfile={envfile} user_readenv=0 conffile=/dev/null\n"
-        )
-        conv = _PamConv(_Conv(lambda *_: 19), None)  # PAM_CONV_ERR: pam_env never converses
-        handle = ctypes.c_void_p()
-        assert lib.pam_start_confdir(b"envfile-test", b"root", ctypes.byref(conv), confdir.encode(),
-                                     ctypes.byref(handle)) == 0
-        try:
-            if lib.pam_open_session(handle, 0) != 0:
-                pytest.skip("pam_env.so is not installed (Debian: libpam-modules)")
-            entries = lib.pam_getenvlist(handle)
-            pairs = []
-            for i in range(10_000):
-                if not entries[i]:
-                    break
-                pairs.append(entries[i].decode("utf-8").partition("="))
-        finally:
-            lib.pam_end(handle, 0)
-    return {key: value for key, _, value in pairs}
+        Path(confdir, pam.SERVICE).write_text(pam.service(str(envfile)))
+        return pam.login_variables(confdir)
 
 
 def test_pam_env_reads_every_value_without_hash_identically() -> None:
@@ -164,3 +129,9 @@ def test_pam_env_truncates_at_hash_and_keeps_other_lines() -> None:
 
 def test_pam_env_still_reads_short_lines_when_one_is_too_long() -> None:
     assert pam_env_read(render({"A": "x" * 8192, "B": "ok"})) == {"B": "ok"}
+
+
+@pytest.mark.parametrize("value", TRICKY_VALUES + ["x" * (PAM_LINE_MAX - 3), "x" * (PAM_LINE_MAX - 2)])
+def test_the_provider_warns_exactly_when_a_login_sees_a_value_otherwise(value: str) -> None:
+    # The warning's rule against the real module: silent exactly when pam_env reads the value back intact.
+    assert (login_alteration("K", value) is None) == (pam_env_read(render({"K": value})) == {"K": value})

@@ -52,9 +52,10 @@ def env_of(vm: Sandbox, command: list[str] | None = None, **kwargs: object) -> d
 
 # -- environment -----------------------------------------------------------------------------------
 
-def test_exec_sees_exactly_etc_environment_and_login_defaults(sandbox: Sandbox) -> None:
-    sandbox.client().write_file("/etc/environment", render(TRICKY_ENV).encode())
-    assert env_of(sandbox) == LOGIN_DEFAULTS | TRICKY_ENV
+def test_exec_sees_exactly_what_a_login_reads_from_etc_environment(sandbox: Sandbox) -> None:
+    sandbox.client().write_file("/etc/environment", render(TRICKY_ENV | {"LONG": "x" * 8192}).encode())
+    # The real pam_env: a value ends at `#`, a line over its limit is skipped; the rest intact.
+    assert env_of(sandbox) == LOGIN_DEFAULTS | TRICKY_ENV | {"HASH": "a "}
 
 
 def test_exec_without_etc_environment_sees_login_defaults_only(sandbox: Sandbox) -> None:

@@ -80,7 +80,10 @@ class ApiSession:
         adapter = HTTPAdapter(max_retries=retry or retry_policy(), pool_maxsize=32)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        post_retry = (retry or retry_policy()).new(status_forcelist=(429,), allowed_methods=frozenset({"POST"}))
+        # A POST is retried only when it was never applied: on 429, or when the connection was never
+        # made; never after it was sent (a read error or timeout), which could create a second VM.
+        post_retry = (retry or retry_policy()).new(status_forcelist=(429,), allowed_methods=frozenset({"POST"}),
+                                                   read=False)
         self.post_adapter = HTTPAdapter(max_retries=post_retry, pool_maxsize=32)
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"

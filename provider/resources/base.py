@@ -93,6 +93,10 @@ class Resource:
         """Resource-specific failures; values may be preview unknowns."""
         return []
 
+    def warnings(self, inputs: dict[str, Any]) -> list[str]:
+        """What the user should know about acceptable inputs (never a value); shown at preview."""
+        return []
+
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         """The variables this resource would manage, or None when it manages none (or unknown yet)."""
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
+from envvars.envfile import login_alteration
 from envvars.rules import RuleViolation, check_key, check_value
 from envvars.rules.vers import RULES
 from envvars_provider.claims import Claim, Others
@@ -31,6 +32,19 @@ def _rule_failures(prop: str, variables: Any) -> list[tuple[str, str]]:
         except RuleViolation as exc:
             failures.append((prop, exc.message))
     return failures
+
+
+def _login_warnings(variables: Any) -> list[str]:
+    """A warning for each known value that a login in a VM will not see as written."""
+    if not isinstance(variables, dict):
+        return []
+    found = []
+    for key in sorted(variables):
+        value = variables[key]
+        alteration = login_alteration(key, value) if isinstance(value, str) and value != UNKNOWN else None
+        if alteration:
+            found.append(f"env var {key!r}: {alteration}; it is stored as written")
+    return found
 
 
 class VersResource(Resource):
@@ -80,6 +94,9 @@ class EnvVars(VersResource):
 
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
         return _rule_failures("vars", inputs.get("vars"))
+
+    def warnings(self, inputs: dict[str, Any]) -> list[str]:
+        return _login_warnings(inputs.get("vars"))
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         variables = inputs.get("vars")
@@ -211,6 +228,10 @@ class EnvVar(VersResource):
         except RuleViolation as exc:
             return [("key", exc.message)]
         return [("value", reason) for _, reason in _rule_failures("value", {key: value})]
+
+    def warnings(self, inputs: dict[str, Any]) -> list[str]:
+        key = inputs.get("key")
+        return _login_warnings({key: inputs.get("value")}) if isinstance(key, str) and key != UNKNOWN else []
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         key = inputs.get("key")

@@ -7,8 +7,9 @@ or `--socket PATH` (it binds PATH itself).
 
 File operations are confined to the VM's own root filesystem: every mount point other than `/`
 (the read-only system directories, /proc, /dev) is outside it, and so is any path that resolves
-there through a symlink. Exec gets the login environment of the VM: defaults, then the
-variables of `/etc/environment`, then the request's `env`; nothing of the agent's own.
+there through a symlink. Exec gets the login environment of the VM: defaults, then what the
+real pam_env module reads from `/etc/environment` (a value cut at `#`, an over-long line
+skipped, as a login sees them), then the request's `env`; nothing of the agent's own.
 
 The agent holds at most MAX_FILE bytes of a file and MAX_EXEC_OUTPUT bytes of a command's
 output (the limits are in the protocol's docstring); a command beyond its output limit or its
@@ -34,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from envvars import envfile
+from envvars_server.sandbox import pam
 from envvars_server.sandbox.protocol import (
     AGENT_PORT,
     DEFAULT_EXEC_TIMEOUT_S,
@@ -50,6 +51,7 @@ from envvars_server.sandbox.protocol import (
 )
 
 ENV_FILE = "/etc/environment"
+PAM_CONFDIR = "/opt/envvars-pam"  # holds pam.SERVICE, placed read-only by the host
 LOGIN_DEFAULTS = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root",
@@ -70,10 +72,9 @@ def login_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a login shell in this VM gets, plus `overrides`."""
     env = dict(LOGIN_DEFAULTS)
     try:
-        with open(ENV_FILE, encoding="utf-8", errors="surrogateescape") as file:
-            env.update(envfile.parse(file.read()))
-    except FileNotFoundError:
-        pass
+        env.update(pam.login_variables(PAM_CONFDIR))
+    except pam.PamUnavailable as exc:
+        raise GuestError("io_error", f"the VM's login environment cannot be read: {exc}") from None
     env.update(overrides or {})
     return env
 

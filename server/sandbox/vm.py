@@ -36,14 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from envvars import envfile
-from envvars_server.sandbox import agent, protocol
+from envvars_server.sandbox import agent, pam, protocol
 from envvars_server.sandbox.disk import Disk, reachable
 from envvars_server.sandbox.host import Cgroup, host
 from envvars_server.sandbox.protocol import AgentClient, AgentUnavailable
 
 GUEST_AGENT = "/opt/envvars-agent"  # a zip of the agent's bytecode, on sys.path inside the VM
 GUEST_PYTHON_DIR = "/opt/python"
+GUEST_PAM_SERVICE = f"{agent.PAM_CONFDIR}/{pam.SERVICE}"  # the PAM service the agent's logins use
 SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")  # bound or symlinked like the host's
 # Host /etc entries that /usr depends on (Debian's /usr/bin/awk, which… link through alternatives).
 SYSTEM_ETC = ("etc/alternatives", "etc/ld.so.cache")
@@ -52,11 +52,10 @@ ROOT_SKELETON = {"etc": 0o755, "root": 0o700, "home": 0o755, "tmp": 0o1777, "run
 ROOT_FILES = {"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/group": "root:x:0:\n"}
 # The agent's modules at their package paths (empty package markers where None).
 AGENT_MODULES = {
-    "envvars/__init__.py": None,
-    "envvars/envfile.py": Path(envfile.__file__),
     "envvars_server/__init__.py": None,
     "envvars_server/sandbox/__init__.py": None,
     "envvars_server/sandbox/protocol.py": Path(protocol.__file__),
+    "envvars_server/sandbox/pam.py": Path(pam.__file__),
     "envvars_server/sandbox/agent.py": Path(agent.__file__),
 }
 AGENT_BOOTSTRAP = (f"import sys; sys.path.insert(0, {GUEST_AGENT!r}); "
@@ -90,6 +89,14 @@ def _guest_python() -> tuple[Path | None, str, str]:
     if base == Path("/usr") or Path("/usr") in base.parents:
         return None, str(base / "bin" / name), str(base / "lib")
     return reachable(base), f"{GUEST_PYTHON_DIR}/bin/{name}", f"{GUEST_PYTHON_DIR}/lib"
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An anonymous in-memory file holding `data`, at offset 0 (for bwrap's --ro-bind-data)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 @functools.cache
@@ -189,17 +196,19 @@ class Sandbox:
             _bind_unix(listener, self.socket_path)
             listener.listen(64)
             python_binds = [] if python_dir is None else ["--ro-bind", str(python_dir), GUEST_PYTHON_DIR]
-            agent_fd = os.memfd_create("envvars-agent", os.MFD_CLOEXEC)
+            agent_fd = _memfd("envvars-agent", agent_zip())
             fds.append(agent_fd)
-            os.write(agent_fd, agent_zip())
-            os.lseek(agent_fd, 0, os.SEEK_SET)
+            pam_fd = _memfd("envvars-pam", pam.service(agent.ENV_FILE).encode())
+            fds.append(pam_fd)
             info_read, info_write = os.pipe()
             fds.append(info_write)
             args_read, args_write = os.pipe()
             fds.append(args_read)
             args = [
                 "--bind", str(self.root), "/", "--ro-bind", "/usr", "/usr", *system_binds, *python_binds,
-                "--ro-bind-data", str(agent_fd), GUEST_AGENT, "--proc", "/proc", "--dev", "/dev",
+                "--ro-bind-data", str(agent_fd), GUEST_AGENT,
+                "--ro-bind-data", str(pam_fd), GUEST_PAM_SERVICE,
+                "--proc", "/proc", "--dev", "/dev",
                 *NAMESPACE_FLAGS, "--hostname", self.vm_dir.name[:63] or "vm", "--die-with-parent",
                 "--new-session", "--clearenv", "--setenv", "LD_LIBRARY_PATH", python_lib, "--chdir", "/",
                 "--info-fd", str(info_write),
