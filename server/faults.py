@@ -6,11 +6,14 @@ is a list of faults, each applied to every `every`-th request that matches it, `
     {"faults": [{"kind": "status", "status": 500, "count": 3},
                 {"kind": "status", "status": 429, "retry_after": 1, "count": 2, "every": 4},
                 {"kind": "reset", "methods": ["PUT"], "count": 1},
-                {"kind": "stall", "seconds": 5, "path_prefix": "/api/v1/env_vars", "count": 1}]}
+                {"kind": "stall", "seconds": 5, "path_prefix": "/api/v1/env_vars", "count": 1},
+                {"kind": "late", "seconds": 5, "methods": ["POST"], "count": 1}]}
 
 `status` answers with that status in the platform's envelope (and `Retry-After` when given) without
 running the request; `reset` closes the connection without an answer, before running the request;
-`stall` waits `seconds` and then runs the request (a client that timed out meanwhile may retry it).
+`stall` waits `seconds` and then runs the request (a client that timed out meanwhile may retry it);
+`late` runs the request at once and holds its answer `seconds` (a client that timed out never
+learns the outcome of a request that was applied).
 Only requests under a platform's prefix are affected. Without `--faults` none of this exists.
 """
 
@@ -26,7 +29,7 @@ from typing import Any
 from envvars_server.errors import Envelope, send_error
 
 FAULTS_PATH = "/_faults"
-KINDS = ("status", "reset", "stall")
+KINDS = ("status", "reset", "stall", "late")
 
 
 @dataclass
@@ -101,9 +104,24 @@ class FaultInjector:
             # A header value the HTTP layer refuses to serialise: the server then drops the
             # connection with nothing written, which the client sees as a reset.
             await send({"type": "http.response.start", "status": 500, "headers": [(b"x-fault", b"reset\r\n")]})
-        else:
+        elif fault.kind == "stall":
             await asyncio.sleep(fault.seconds)
             await self.app(scope, receive, send)
+        else:
+            await self._late(fault.seconds, scope, receive, send)
+
+    async def _late(self, seconds: float, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the request, then send its answer no sooner than `seconds` after it arrived."""
+        held: list[dict[str, Any]] = []
+
+        async def hold(message: dict[str, Any]) -> None:
+            held.append(message)
+
+        started = asyncio.get_running_loop().time()
+        await self.app(scope, receive, hold)
+        await asyncio.sleep(max(0.0, started + seconds - asyncio.get_running_loop().time()))
+        for message in held:
+            await send(message)
 
     def _due(self, method: str, path: str) -> Fault | None:
         for fault in self.plan:

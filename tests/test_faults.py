@@ -6,8 +6,8 @@ that answers 503 to everything makes it fail naming the request and the status. 
 the next up converges: the account holds exactly the program's variables, the server exactly the
 VMs the state knows (nothing duplicated, nothing orphaned), and a preview shows no changes.
 
-Stalls are aimed at the env-var routes only: a POST that the server runs after the client gave up
-would create a VM the state never learns of (see the README's Guarantees).
+Stalls are aimed at the env-var routes; a VM create whose answer comes after the client gave up
+is adopted by the provider through the request's own label, so it leaves no orphan VM.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ PLANS: dict[str, dict[str, Any]] = {
     "connection reset": {"kind": "reset", "count": 6, "every": 3, "methods": IDEMPOTENT},
     "stall past the client timeout": {"kind": "stall", "seconds": 4, "count": 2, "every": 5,
                                       "path_prefix": "/api/v1/env_vars"},
+    # The server makes the VM after the client gave up: the provider must adopt it, not make a second.
+    "VM create answered after the client timeout": {"kind": "late", "seconds": 4, "count": 1, "methods": ["POST"],
+                                                    "path_prefix": "/api/v1/vm"},
 }
 # What the first up must end with, retries on: None when it succeeds, else what its error names.
 FIRST_UP: dict[str, str | None] = {
@@ -43,6 +46,7 @@ FIRST_UP: dict[str, str | None] = {
     "429 with Retry-After": None,
     "connection reset": None,
     "stall past the client timeout": None,
+    "VM create answered after the client timeout": None,
 }
 CLIENT_TIMEOUT_S = "2"
 

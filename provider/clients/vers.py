@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from envvars_provider.clients.http import ApiSession
+from envvars_provider.clients.http import TIMEOUT, ApiSession
+from envvars_provider.errors import UnreachableError
+
+CREATE_LABEL = "envvars-create-id"  # unique per create request: finds the VM of a request whose answer was lost
+ADOPT_WAIT_S = TIMEOUT[1] + 30.0  # how long a lost create may take to show its VM
+POLL_S = 0.5
 
 
 def _reason(response: requests.Response) -> str:
@@ -42,10 +49,33 @@ class VersClient:
         return response.status_code == 204
 
     def new_root(self, vm_config: dict[str, Any]) -> str:
-        """Create a root VM and wait for it to boot; returns its id."""
-        response = self.api.call("POST", "/api/v1/vm/new_root", expect=(200, 201),
-                                 params={"wait_boot": "true"}, json={"vm_config": vm_config})
+        """Create a root VM and wait for it to boot; returns its id.
+
+        A POST is never sent twice. When its answer is lost (a timeout, a dropped connection), the
+        VM it may still make is found by the request's own label and adopted, so no VM is orphaned.
+        """
+        create_id = uuid.uuid4().hex
+        labels = {**(vm_config.get("labels") or {}), CREATE_LABEL: create_id}
+        try:
+            response = self.api.call("POST", "/api/v1/vm/new_root", expect=(200, 201),
+                                     params={"wait_boot": "true"}, json={"vm_config": {**vm_config, "labels": labels}})
+        except UnreachableError as lost:
+            vm_id = self._adopt(create_id)
+            if vm_id is None:
+                raise UnreachableError(f"{lost}; and no VM labelled {CREATE_LABEL}={create_id} appeared within "
+                                       f"{ADOPT_WAIT_S:.0f} s") from None
+            return vm_id
         return str(response.json()["vm_id"])
+
+    def _adopt(self, create_id: str) -> str | None:
+        """The running VM made by the create request labelled `create_id`, once it shows up; None if it never does."""
+        deadline = time.monotonic() + ADOPT_WAIT_S
+        while time.monotonic() < deadline:
+            for vm in self.api.call("GET", "/api/v1/vm").json():
+                if (vm.get("labels") or {}).get(CREATE_LABEL) == create_id and vm.get("state") != "booting":
+                    return str(vm["vm_id"])
+            time.sleep(POLL_S)
+        return None
 
     def vm_metadata(self, vm_id: str) -> dict[str, Any] | None:
         """A VM's metadata, or None when it no longer exists."""
