@@ -8,7 +8,9 @@ import time
 import pytest
 
 from envvars.envfile import parse, render
+from envvars_server.launch import ServerProcess
 from tests.conftest import Api
+from tests.figures import figure
 
 TRICKY = {
     "SPACES": "  leading and trailing  ",
@@ -233,3 +235,41 @@ def test_bad_vm_config_is_400(api: Api) -> None:
 
 def test_version(api: Api) -> None:
     assert api.get("/api/v1/system/version").json()["executable_name"] == "orchestrator"
+
+
+def injections(server: ServerProcess, vm_id: str) -> list[str]:
+    """The WriteFile requests of /etc/environment the VM's guest agent served, as its log lines."""
+    log = (server.data_dir / "vms" / vm_id / "agent.log").read_text(errors="replace")
+    return [line for line in log.splitlines() if line.startswith("envvars-agent: WriteFile '/etc/environment'")]
+
+
+def running_then_injections(api: Api, server: ServerProcess, vm_id: str) -> list[str]:
+    """The injections seen the moment the API first reports the VM running."""
+    deadline = time.monotonic() + 30
+    while api.get(f"/api/v1/vm/{vm_id}/metadata").json()["state"] != "running":
+        assert time.monotonic() < deadline, "the VM never reached running"
+        time.sleep(0.02)
+    return injections(server, vm_id)
+
+
+def test_every_creation_path_injects_once_before_running(api: Api, server: ServerProcess) -> None:
+    api.put("/api/v1/env_vars", json={"vars": {"A": "1"}})
+    once = ["envvars-agent: WriteFile '/etc/environment' mode 644 -> ok"]
+    created = {"new_root": boot(api), "new_root, no wait": boot(api, wait=False)}
+    for path, vm_id in created.items():
+        assert running_then_injections(api, server, vm_id) == once, path
+    commit_id = api.post(f"/api/v1/vm/{created['new_root']}/commit").json()["commit_id"]
+    restored = api.post("/api/v1/vm/from_commit", json={"commit_id": commit_id})
+    assert restored.status_code == 201, restored.text
+    created["from_commit"] = restored.json()["vm_id"]
+    branched = api.post(f"/api/v1/vm/{created['new_root']}/branch", params={"count": 2}).json()["vms"]
+    created |= {f"branch #{n}": vm["vm_id"] for n, vm in enumerate(branched)}
+    for path in ("from_commit", "branch #0", "branch #1"):
+        assert running_then_injections(api, server, created[path]) == once, path
+    # Running VMs are never written again, whatever the set does; and the file is what was sent.
+    api.put("/api/v1/env_vars", json={"vars": {"A": "2"}})
+    run(api, created["new_root"], "true")
+    for path, vm_id in created.items():
+        assert injections(server, vm_id) == once, path
+        assert run(api, vm_id, "stat", "-c", "%a %U", "/etc/environment")["stdout"].strip() == "644 root"
+    figure("boot injection", creation_paths=len(created), writes_of_etc_environment_each=1)

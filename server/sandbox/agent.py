@@ -283,7 +283,17 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def dispatch(request: dict[str, Any]) -> dict[str, Any]:
-    """The response frame for one request frame."""
+    """The response frame for one request frame; each one but Ping is logged (never a content or a command)."""
+    response = _handle(request)
+    if request.get("op") != "Ping":
+        mode = request.get("mode")
+        print(f"envvars-agent: {str(request.get('op'))[:32]} {str(request.get('path', ''))[:256]!r}"
+              f"{f' mode {mode:o}' if isinstance(mode, int) else ''} -> {response.get('code', 'ok')}",
+              file=sys.stderr, flush=True)
+    return response
+
+
+def _handle(request: dict[str, Any]) -> dict[str, Any]:
     op = request.get("op")
     handler = HANDLERS.get(op) if isinstance(op, str) else None
     try:
