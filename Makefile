@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml scripts/install-system-deps.s
 engine: ## the pinned Pulumi CLI and Python language host, built once into the user's cache
 	scripts/build-pulumi.sh >/dev/null
 
-demo: install ## start the server, `pulumi up` the example, show what each VM sees (values masked)
+demo: install ## the example from first up to a changed value: preview --diff, VMs replaced (values masked)
 	$(BIN)/python examples/demo.py
 
 test: install ## the whole suite, after the linter
