@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RELIABILITY := tests/test_fuzz.py tests/test_durability.py tests/test_concurrency.py tests/test_secrets.py \
 	tests/test_auth_isolation.py tests/test_faults.py tests/test_bad_input.py
 
-.PHONY: install engine demo test test-unit soak bench bench-smoke gen-schema gen-sdk clean
+.PHONY: install engine demo test typecheck test-unit soak bench bench-smoke gen-schema gen-sdk clean
 
 install: $(STAMP) engine ## venv with the project, the SDK, the pinned deps; host tools; the Pulumi engine
 
@@ -25,9 +25,18 @@ engine: ## the pinned Pulumi CLI and Python language host, built once into the u
 demo: install ## the example from first up to a changed value: preview --diff, VMs replaced (values masked)
 	$(BIN)/python examples/demo.py
 
-test: install ## the whole suite, after the linter
+test: install ## the whole suite, after the linter and the type checker
 	$(BIN)/ruff check envvars server provider tests examples bench
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/python -m pytest -q
+
+typecheck: $(STAMP) ## mypy --strict on the three hand-written packages, by their installed names
+	mkdir -p build/mypy
+	ln -sfn ../../envvars build/mypy/envvars
+	ln -sfn ../../server build/mypy/envvars_server
+	ln -sfn ../../provider build/mypy/envvars_provider
+	cd build/mypy && MYPYPATH=. ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache \
+		-p envvars -p envvars_server -p envvars_provider
 
 test-unit: install ## the fast part of the suite (no real engine)
 	$(BIN)/python -m pytest -q -m 'not slow'

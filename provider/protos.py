@@ -12,6 +12,7 @@ import importlib.util
 import sys
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 _PACKAGE = "envvars_provider._pulumi_proto"
 
@@ -34,3 +35,9 @@ def _load(name: str) -> types.ModuleType:
 provider_pb2 = _load("provider_pb2")
 provider_pb2_grpc = _load("provider_pb2_grpc")
 plugin_pb2 = _load("plugin_pb2")
+
+if TYPE_CHECKING:
+    class ResourceProviderServicer:
+        """The generated servicer base (every RPC answers UNIMPLEMENTED), typed for subclassing."""
+else:
+    ResourceProviderServicer = provider_pb2_grpc.ResourceProviderServicer

@@ -15,7 +15,7 @@ from envvars_provider import config as provider_config
 from envvars_provider.claims import Claims
 from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.names import camel, snake
-from envvars_provider.protos import plugin_pb2, provider_pb2, provider_pb2_grpc
+from envvars_provider.protos import ResourceProviderServicer, plugin_pb2, provider_pb2
 from envvars_provider.resources.base import Resource
 from envvars_provider.values import UNKNOWN, from_struct, reveal, secret, to_struct
 
@@ -75,7 +75,7 @@ class Properties:
         return to_struct(wire)
 
 
-class Provider(provider_pb2_grpc.ResourceProviderServicer):
+class Provider(ResourceProviderServicer):
     """The envvars provider: one per engine connection (one account per provider configuration)."""
 
     def __init__(self) -> None:

@@ -133,6 +133,7 @@ class FaultInjector:
         return None
 
     async def _admin(self, method: str, receive: Any, send: Any) -> None:
+        answer: dict[str, Any] | None
         status, answer = 200, None
         if method == "POST":
             raw = b""

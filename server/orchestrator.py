@@ -252,7 +252,7 @@ class Orchestrator:
     def exec(self, owner: str, vm_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
         """Run a command inside the VM; the environment is the VM's `/etc/environment`."""
         machine = self._running(owner, vm_id)
-        return _guest(lambda: machine.sandbox.client().exec(**request))
+        return dict(_guest(lambda: machine.sandbox.client().exec(**request)))
 
     def read_file(self, owner: str, vm_id: str, path: str) -> bytes:
         """A file's bytes, from inside the VM root only."""

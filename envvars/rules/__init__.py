@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 _SHOWN_KEY_CHARS = 64
 
@@ -128,9 +129,9 @@ def check_set_size(limits: SetLimits, resulting: Mapping[str, str]) -> None:
         )
 
 
-def key_json_schema(rules: KeyRules) -> dict[str, object]:
+def key_json_schema(rules: KeyRules) -> dict[str, Any]:
     """The key rules as JSON Schema, for the OpenAPI document (the server still checks with `check_key`)."""
-    schema: dict[str, object] = {
+    schema: dict[str, Any] = {
         "type": "string", "pattern": rules.key_pattern, "minLength": rules.min_key_len, "maxLength": rules.max_key_len,
     }
     if rules.forbidden_keys:
@@ -138,9 +139,9 @@ def key_json_schema(rules: KeyRules) -> dict[str, object]:
     return schema
 
 
-def value_json_schema(rules: KeyRules) -> dict[str, object]:
+def value_json_schema(rules: KeyRules) -> dict[str, Any]:
     """The value rules as JSON Schema, for the OpenAPI document (the server still checks with `check_value`)."""
-    schema: dict[str, object] = {"type": "string", "maxLength": rules.max_value_len}
+    schema: dict[str, Any] = {"type": "string", "maxLength": rules.max_value_len}
     if rules.forbidden_value_chars:
         forbidden = "".join(f"\\u{ord(char):04x}" for char in sorted(rules.forbidden_value_chars))
         schema["pattern"] = f"^[^{forbidden}]*$"

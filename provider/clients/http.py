@@ -65,7 +65,7 @@ class _SameOriginSession(requests.Session):
         target = origin(prepared_request.url or "")
         if target != origin(response.url):
             raise _OtherOrigin(response.status_code, target)
-        super().rebuild_auth(prepared_request, response)
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]  # untyped in stubs
 
 
 class ApiSession:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
@@ -104,7 +105,7 @@ class EnvVars(VersResource):
             return None
         return Claim(frozenset(variables), exclusive=inputs.get("exclusive") is True)
 
-    def diff(self, olds: dict[str, Any], news: dict[str, Any]) -> Diff:
+    def diff(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> Diff:
         """The per-key diff, plus every variable of the account an exclusive write will remove."""
         result = super().diff(olds, news)
         new_vars = news.get("vars")
@@ -117,10 +118,10 @@ class EnvVars(VersResource):
                 result.changes.append("vars")
         return result
 
-    def preview(self, olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[str, Any]:
+    def preview(self, olds: Mapping[str, Any] | None, news: Mapping[str, Any]) -> dict[str, Any]:
         return {**news, "revision": 1 if olds is None else self._revision(olds, news)}
 
-    def _revision(self, olds: dict[str, Any], news: dict[str, Any]) -> Any:
+    def _revision(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> Any:
         """The revision once `news` is applied: one more exactly when the stored set changes; unknown
         while that depends on values not known yet."""
         revision = int(olds.get("revision") or 0)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict, StrictBool, StrictStr
 
 from envvars_server.auth import current_user
 from envvars_server.errors import ApiError
@@ -54,9 +54,9 @@ WHOLE = BeforeValidator(_whole_number)
 # What the guest agent accepts as a path, documented (the agent checks it and names the rule):
 # absolute, no `..` component, no NUL. Whether it exists, or stays inside the root through
 # symlinks, depends on the VM, so those are 404/400 answers the document cannot express.
-GUEST_PATH = {"pattern": r"^/(?!(?:.*/)?\.\.(?:/|$))[^\u0000]*$"}
-NO_NUL = {"pattern": r"^[^\u0000]*$"}
-BASE64 = {"pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
+GUEST_PATH: dict[str, JsonValue] = {"pattern": r"^/(?!(?:.*/)?\.\.(?:/|$))[^\u0000]*$"}
+NO_NUL: dict[str, JsonValue] = {"pattern": r"^[^\u0000]*$"}
+BASE64: dict[str, JsonValue] = {"pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
 
 
 def make_orchestrator(store: Store, data_dir: Path, **options: int) -> Orchestrator:

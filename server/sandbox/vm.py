@@ -111,7 +111,7 @@ def agent_zip() -> bytes:
             compiled = py_compile.compile(str(target), cfile=str(target) + "c", dfile=f"{GUEST_AGENT}/{name}",
                                           doraise=True,
                                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-            archive.write(compiled, name + "c")
+            archive.write(str(compiled), name + "c")
     return buffer.getvalue()
 
 
