@@ -305,6 +305,12 @@ def test_provider_url_is_checked_at_preview(tmp_path: Path, server: ServerProces
     failed = ws.preview(check=False, extra_env={"VERS_URL": "http://[::1"})
     assert failed.returncode != 0 and "malformed host" in failed.stdout + failed.stderr
     assert "Traceback" not in failed.stdout + failed.stderr
+    # The same rules for the stack setting, which the message names.
+    ws.set_config("envvars:versUrl", "ftp://envvars.invalid")
+    failed = ws.preview(check=False)
+    assert failed.returncode != 0
+    assert ("envvars:versUrl must be an http(s) URL such as https://api.vers.sh, got 'ftp://envvars.invalid'"
+            in failed.stdout + failed.stderr), failed.stdout
 
 
 def test_values_a_login_cannot_see_as_written_warn_at_preview(tmp_path: Path, server: ServerProcess, api: Api) -> None:
