@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envvars.rules import RuleViolation, check_vars
+from envvars.rules import KeyRules, Kind, RuleViolation, Violation, check_vars, describe, violations
 from envvars.rules.vers import RULES
 
 VALID = [
@@ -63,3 +63,46 @@ def test_vers_forbids_every_char_etc_environment_cannot_hold() -> None:
     from envvars.envfile import UNREPRESENTABLE
 
     assert set(UNREPRESENTABLE) <= set(RULES.forbidden_value_chars)
+
+
+# -- the kit: every violation with its kind, counts, unknowns, one description -------------------
+
+def test_violations_lists_every_broken_rule_in_key_order_with_its_kind() -> None:
+    found = violations(RULES, {"OK": "v", "1A": "v", "B": "a\nb", "K" * 257: "v", "C": 5})
+    assert [(v.key, v.kind) for v in found] == [
+        ("1A", Kind.KEY_INVALID), ("B", Kind.VALUE_FORBIDDEN_CHAR), ("C", Kind.VALUE_TYPE),
+        ("K" * 257, Kind.KEY_TOO_LONG)]
+    with pytest.raises(RuleViolation) as caught:
+        check_vars(RULES, {"1A": "v", "B": "a\nb"})
+    assert [v.kind for v in caught.value.violations] == [Kind.KEY_INVALID, Kind.VALUE_FORBIDDEN_CHAR]
+
+
+def test_a_placeholder_value_is_checked_once_known() -> None:
+    placeholder = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    assert violations(RULES, {"A": placeholder, "1B": placeholder}, unknown=placeholder) == [
+        Violation(Kind.KEY_INVALID, "env var key '1B' is invalid: keys must match ^[A-Za-z_][A-Za-z0-9_]*$", "1B")]
+
+
+EXAMPLE = KeyRules(platform="Example", key_pattern=r"^[A-Z]+$", max_key_len=8, max_value_len=4,
+                   reserved_prefixes=("EX_",), forbidden_keys=frozenset({"PORT"}), per_request=(1, 2), max_resulting=3)
+
+
+@pytest.mark.parametrize(("variables", "resulting", "kinds"), [
+    ({}, None, [Kind.TOO_FEW]),
+    ({"A": "1", "B": "2", "C": "3"}, None, [Kind.TOO_MANY]),
+    ({"A": "1"}, {"A": "1", "B": "2", "C": "3", "D": "4"}, [Kind.SET_TOO_LARGE]),
+    ({"A": "1", "B": "2"}, {"A": "1", "B": "2", "C": "3"}, []),
+    ({"PORT": "1", "EX_A": "2"}, None, [Kind.KEY_INVALID, Kind.KEY_FORBIDDEN]),
+])
+def test_counts_per_request_and_on_the_resulting_set(
+    variables: dict[str, str], resulting: dict[str, str] | None, kinds: list[Kind],
+) -> None:
+    assert [v.kind for v in violations(EXAMPLE, variables, resulting)] == kinds
+
+
+def test_describe_states_the_rules_once_for_schema_and_openapi() -> None:
+    assert describe(RULES) == ("Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars "
+                               "with no newline, carriage return or NUL byte.")
+    assert describe(EXAMPLE) == ("Keys match `^[A-Z]+$` (1–8 chars) and do not start with `EX_`; these keys are "
+                                 "reserved: `PORT`; values are at most 4 chars. One request holds 1 to 2 variables. "
+                                 "A set holds at most 3 variables.")

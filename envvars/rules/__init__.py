@@ -1,8 +1,10 @@
 """Validation rules for environment-variable sets, declared once per platform as data.
 
-Both the reference server and the Pulumi provider validate through `check_vars`, so a bad key
-fails with the same message at `pulumi preview` as it would at the platform's API.
-Messages name the key and the rule or limit; they never contain a value.
+Both the reference server and the Pulumi provider validate through `violations`, so a bad key
+fails with the same message at `pulumi preview` as it would at the platform's API. Each violation
+has a kind, which a platform maps to its own error code. Messages name the key and the rule or
+limit; they never contain a value. `describe` states the rules for the schema and the OpenAPI
+document alike.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 _SHOWN_KEY_CHARS = 64
+_NEVER = object()  # no placeholder: every value is checked
 
 # A whole set is written into a VM as one file in one agent frame (sandbox/protocol.py: frames of
 # 32 MiB, file content at most 16 MiB, sent base64-encoded). At these limits `/etc/environment` is
@@ -22,6 +26,23 @@ _SHOWN_KEY_CHARS = 64
 # benchmarked with; at Vers' 8 KiB values the byte limit binds first (about 500 such values).
 DEFAULT_MAX_SET_VARS = 10_000
 DEFAULT_MAX_SET_BYTES = 4 * 1024 * 1024
+
+
+class Kind(StrEnum):
+    """What a violation breaks; each platform maps kinds to its own error codes."""
+
+    KEY_TYPE = "key_type"
+    KEY_EMPTY = "key_empty"
+    KEY_TOO_LONG = "key_too_long"
+    KEY_INVALID = "key_invalid"
+    KEY_FORBIDDEN = "key_forbidden"
+    KEY_RESERVED_PREFIX = "key_reserved_prefix"
+    VALUE_TYPE = "value_type"
+    VALUE_TOO_LONG = "value_too_long"
+    VALUE_FORBIDDEN_CHAR = "value_forbidden_char"
+    TOO_FEW = "too_few"  # in one request
+    TOO_MANY = "too_many"  # in one request
+    SET_TOO_LARGE = "set_too_large"  # the set a change would leave
 
 
 @dataclass(frozen=True)
@@ -37,7 +58,10 @@ class KeyRules:
     """Characters a value may not hold, each with the reason shown to the user."""
     reserved_prefixes: tuple[str, ...] = ()
     forbidden_keys: frozenset[str] = frozenset()
-    max_count: int | None = None
+    per_request: tuple[int, int] | None = None
+    """How many variables one write request may hold (at least, at most), where the platform says."""
+    max_resulting: int | None = None
+    """How many variables the set may hold after a change, where the platform says."""
 
     @cached_property
     def compiled(self) -> re.Pattern[str]:
@@ -45,13 +69,25 @@ class KeyRules:
         return re.compile(self.key_pattern)
 
 
-class RuleViolation(ValueError):
-    """A set of variables breaks one of its platform's rules."""
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: its kind, the message (naming the key and the rule, never a value), the key."""
 
-    def __init__(self, message: str, key: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.key = key
+    kind: Kind
+    message: str
+    key: str | None = None
+
+
+class RuleViolation(ValueError):
+    """A set of variables breaks one of its platform's rules: the first violation, and all of them."""
+
+    def __init__(self, found: Violation | list[Violation]):
+        every = found if isinstance(found, list) else [found]
+        super().__init__(every[0].message)
+        self.violations = every
+        self.kind = every[0].kind
+        self.message = every[0].message
+        self.key = every[0].key
 
 
 def show_key(key: str) -> str:
@@ -60,50 +96,101 @@ def show_key(key: str) -> str:
     return repr(shown)
 
 
-def check_key(rules: KeyRules, key: object) -> None:
-    """Raise `RuleViolation` when `key` is not a valid variable name on this platform."""
+def key_violation(rules: KeyRules, key: object) -> Violation | None:
+    """What is wrong with `key` as a variable name on this platform, or None."""
     if not isinstance(key, str):
-        raise RuleViolation(f"env var key {key!r} must be a string")
+        return Violation(Kind.KEY_TYPE, f"env var key {key!r} must be a string")
+    shown = show_key(key)
     if len(key) < rules.min_key_len:
-        raise RuleViolation(f"env var key {show_key(key)} is empty: keys need at least {rules.min_key_len} char", key)
+        return Violation(Kind.KEY_EMPTY, f"env var key {shown} is empty: keys need at least {rules.min_key_len} char",
+                         key)
     if len(key) > rules.max_key_len:
-        raise RuleViolation(
-            f"env var key {show_key(key)} is too long: {len(key)} chars, the limit is {rules.max_key_len}", key
-        )
+        return Violation(Kind.KEY_TOO_LONG,
+                         f"env var key {shown} is too long: {len(key)} chars, the limit is {rules.max_key_len}", key)
     if not rules.compiled.fullmatch(key):
-        raise RuleViolation(f"env var key {show_key(key)} is invalid: keys must match {rules.key_pattern}", key)
+        return Violation(Kind.KEY_INVALID, f"env var key {shown} is invalid: keys must match {rules.key_pattern}", key)
     if key in rules.forbidden_keys:
-        raise RuleViolation(f"env var key {show_key(key)} is reserved by {rules.platform} and cannot be set", key)
+        return Violation(Kind.KEY_FORBIDDEN, f"env var key {shown} is reserved by {rules.platform} and cannot be set",
+                         key)
     for prefix in rules.reserved_prefixes:
         if key.startswith(prefix):
-            raise RuleViolation(
-                f"env var key {show_key(key)} uses the prefix {prefix!r}, which {rules.platform} reserves", key
-            )
+            return Violation(Kind.KEY_RESERVED_PREFIX,
+                             f"env var key {shown} uses the prefix {prefix!r}, which {rules.platform} reserves", key)
+    return None
 
 
-def check_value(rules: KeyRules, key: str, value: object) -> None:
-    """Raise `RuleViolation` when the value of `key` breaks a value rule; the value is never shown."""
+def value_violation(rules: KeyRules, key: str, value: object) -> Violation | None:
+    """What is wrong with the value of `key`, or None; the value is never shown."""
+    shown = show_key(key)
     if not isinstance(value, str):
-        raise RuleViolation(f"value of env var {show_key(key)} must be a string, got {type(value).__name__}", key)
+        return Violation(Kind.VALUE_TYPE, f"value of env var {shown} must be a string, got {type(value).__name__}", key)
     if len(value) > rules.max_value_len:
-        raise RuleViolation(
-            f"value of env var {show_key(key)} is too long: {len(value)} chars, the limit is {rules.max_value_len}",
-            key,
-        )
+        limit = rules.max_value_len
+        return Violation(Kind.VALUE_TOO_LONG,
+                         f"value of env var {shown} is too long: {len(value)} chars, the limit is {limit}", key)
     for char, reason in rules.forbidden_value_chars.items():
         if char in value:
-            raise RuleViolation(f"value of env var {show_key(key)} contains {reason}", key)
+            return Violation(Kind.VALUE_FORBIDDEN_CHAR, f"value of env var {shown} contains {reason}", key)
+    return None
 
 
-def check_vars(rules: KeyRules, variables: Mapping[str, object], existing: int = 0) -> None:
-    """Raise `RuleViolation` for the first bad key or value of `variables`, in key order."""
+def violations(
+    rules: KeyRules, variables: Mapping[str, object], resulting: Mapping[str, object] | None = None,
+    unknown: object = _NEVER,
+) -> list[Violation]:
+    """Every rule `variables` (one request) breaks, in key order, then the counts; a value equal to
+    `unknown` (a preview's placeholder) is checked once known. `resulting`: the set after the change."""
+    found = []
     for key in sorted(variables, key=str):
-        check_key(rules, key)
-        check_value(rules, key, variables[key])
-    if rules.max_count is not None and existing + len(variables) > rules.max_count:
-        raise RuleViolation(
-            f"too many env vars: {existing + len(variables)}, the limit on {rules.platform} is {rules.max_count}"
-        )
+        problem = key_violation(rules, key)
+        if problem is None and (unknown is _NEVER or variables[key] != unknown):
+            problem = value_violation(rules, key, variables[key])
+        if problem is not None:
+            found.append(problem)
+    if rules.per_request is not None:
+        least, most = rules.per_request
+        if not least <= len(variables) <= most:
+            kind = Kind.TOO_FEW if len(variables) < least else Kind.TOO_MANY
+            found.append(Violation(kind, f"{len(variables)} env vars in one request: {rules.platform} takes "
+                                         f"{least} to {most}"))
+    if rules.max_resulting is not None and resulting is not None and len(resulting) > rules.max_resulting:
+        found.append(Violation(Kind.SET_TOO_LARGE, f"too many env vars: the set would hold {len(resulting)} after this "
+                                                   f"change, the limit on {rules.platform} is {rules.max_resulting}"))
+    return found
+
+
+def check_key(rules: KeyRules, key: object) -> None:
+    """Raise `RuleViolation` when `key` is not a valid variable name on this platform."""
+    problem = key_violation(rules, key)
+    if problem is not None:
+        raise RuleViolation(problem)
+
+
+def check_vars(rules: KeyRules, variables: Mapping[str, object], resulting: Mapping[str, object] | None = None) -> None:
+    """Raise `RuleViolation` (carrying every violation) when `variables` break a rule."""
+    found = violations(rules, variables, resulting)
+    if found:
+        raise RuleViolation(found)
+
+
+def describe(rules: KeyRules) -> str:
+    """The rules in one or two sentences, for the schema's and the OpenAPI document's descriptions."""
+    keys = f"Keys match `{rules.key_pattern}` ({rules.min_key_len}–{rules.max_key_len} chars)"
+    if rules.reserved_prefixes:
+        keys += " and do not start with " + " or ".join(f"`{prefix}`" for prefix in rules.reserved_prefixes)
+    if rules.forbidden_keys:
+        keys += "; these keys are reserved: " + ", ".join(f"`{key}`" for key in sorted(rules.forbidden_keys))
+    values = f"values are at most {rules.max_value_len} chars"
+    if rules.forbidden_value_chars:
+        names = [reason.split(",")[0].removeprefix("a ").removeprefix("an ")
+                 for reason in rules.forbidden_value_chars.values()]
+        values += " with no " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+    counts = ""
+    if rules.per_request is not None:
+        counts += f" One request holds {rules.per_request[0]} to {rules.per_request[1]} variables."
+    if rules.max_resulting is not None:
+        counts += f" A set holds at most {rules.max_resulting} variables."
+    return f"{keys}; {values}.{counts}"
 
 
 @dataclass(frozen=True)
@@ -117,16 +204,14 @@ class SetLimits:
 def check_set_size(limits: SetLimits, resulting: Mapping[str, str]) -> None:
     """Raise `RuleViolation` when the set a change would leave (`resulting`) breaks `limits`."""
     if len(resulting) > limits.max_vars:
-        raise RuleViolation(
-            f"too many env vars: the set would hold {len(resulting)} after this change, "
-            f"the limit is {limits.max_vars} per set"
-        )
+        raise RuleViolation(Violation(
+            Kind.SET_TOO_LARGE, f"too many env vars: the set would hold {len(resulting)} after this change, "
+                                f"the limit is {limits.max_vars} per set"))
     size = sum(len(key.encode()) + len(value.encode()) for key, value in resulting.items())
     if size > limits.max_bytes:
-        raise RuleViolation(
-            f"env var set too large: its keys and values would take {size} bytes (UTF-8) after this change, "
-            f"the limit is {limits.max_bytes} bytes per set"
-        )
+        raise RuleViolation(Violation(
+            Kind.SET_TOO_LARGE, f"env var set too large: its keys and values would take {size} bytes (UTF-8) after "
+                                f"this change, the limit is {limits.max_bytes} bytes per set"))
 
 
 def key_json_schema(rules: KeyRules) -> dict[str, Any]:
@@ -140,7 +225,7 @@ def key_json_schema(rules: KeyRules) -> dict[str, Any]:
 
 
 def value_json_schema(rules: KeyRules) -> dict[str, Any]:
-    """The value rules as JSON Schema, for the OpenAPI document (the server still checks with `check_value`)."""
+    """The value rules as JSON Schema, for the OpenAPI document (the server still checks with `violations`)."""
     schema: dict[str, Any] = {"type": "string", "maxLength": rules.max_value_len}
     if rules.forbidden_value_chars:
         forbidden = "".join(f"\\u{ord(char):04x}" for char in sorted(rules.forbidden_value_chars))

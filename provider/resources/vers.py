@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
 from envvars.envfile import login_alteration
-from envvars.rules import RuleViolation, check_key, check_value
+from envvars.rules import describe, key_violation, violations
 from envvars.rules.vers import RULES
 from envvars_provider.claims import Claim, Others
 from envvars_provider.clients.vers import VersClient
@@ -21,18 +21,10 @@ API_KEY = next(setting for setting in SETTINGS if setting.name == "vers_api_key"
 
 
 def _rule_failures(prop: str, variables: Any) -> list[tuple[str, str]]:
-    """Check failures for a map of variables; unknown keys or values are checked once known."""
+    """Check failures for a map of variables; unknown values are checked once known."""
     if not isinstance(variables, dict):
         return []
-    failures = []
-    for key in sorted(variables):
-        try:
-            check_key(RULES, key)
-            if variables[key] != UNKNOWN:
-                check_value(RULES, key, variables[key])
-        except RuleViolation as exc:
-            failures.append((prop, exc.message))
-    return failures
+    return [(prop, violation.message) for violation in violations(RULES, variables, unknown=UNKNOWN)]
 
 
 def _login_warnings(variables: Any) -> list[str]:
@@ -81,9 +73,8 @@ class EnvVars(VersResource):
         "adopt just those keys (`pulumi import envvars:vers:EnvVars NAME KEY1,KEY2`)."
     )
     inputs: ClassVar[tuple[Prop, ...]] = (
-        Prop("vars", STRING_MAP, "The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (at most 256 "
-             "chars); values are at most 8192 chars with no newline, carriage return or NUL. Always "
-             "stored as Pulumi secrets.", required=True, secret=True),
+        Prop("vars", STRING_MAP, f"The variables, by key. {describe(RULES)} Always stored as Pulumi secrets.",
+             required=True, secret=True),
         Prop("exclusive", BOOLEAN, "Whether this resource owns the account's whole set (removing unlisted "
              "variables). Default: false, which manages only the listed keys.", default=False),
     )
@@ -214,21 +205,20 @@ class EnvVar(VersResource):
         "Import with the key as id: `pulumi import envvars:vers:EnvVar NAME KEY`."
     )
     inputs: ClassVar[tuple[Prop, ...]] = (
-        Prop("key", STRING, "The variable's name: `^[A-Za-z_][A-Za-z0-9_]*$`, at most 256 chars. "
-             "Changing it replaces the resource.", required=True, replace_on_change=True),
-        Prop("value", STRING, "The value: at most 8192 chars, no newline, carriage return or NUL. Always "
-             "stored as a Pulumi secret.", required=True, secret=True),
+        Prop("key", STRING, f"The variable's name. {describe(RULES)} Changing it replaces the resource.",
+             required=True, replace_on_change=True),
+        Prop("value", STRING, "The value (rules as for `key`). Always stored as a Pulumi secret.", required=True,
+             secret=True),
     )
 
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
         key, value = inputs.get("key"), inputs.get("value")
         if not isinstance(key, str) or key == UNKNOWN:
             return []
-        try:
-            check_key(RULES, key)
-        except RuleViolation as exc:
-            return [("key", exc.message)]
-        return [("value", reason) for _, reason in _rule_failures("value", {key: value})]
+        problem = key_violation(RULES, key)
+        if problem is not None:
+            return [("key", problem.message)]
+        return _rule_failures("value", {key: value})
 
     def warnings(self, inputs: dict[str, Any]) -> list[str]:
         key = inputs.get("key")

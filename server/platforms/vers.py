@@ -7,7 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from envvars.rules import RuleViolation, check_key, check_vars, key_json_schema, show_key, value_json_schema
+from envvars.rules import (
+    RuleViolation,
+    check_key,
+    check_vars,
+    describe,
+    key_json_schema,
+    show_key,
+    value_json_schema,
+)
 from envvars.rules.vers import RULES
 from envvars_server.auth import current_user
 from envvars_server.errors import ApiError, Envelope
@@ -42,8 +50,7 @@ class SetEnvVarsRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     vars: dict[StrictStr, StrictStr] = Field(
-        description="Key-value pairs to set. Keys must match `^[A-Za-z_][A-Za-z0-9_]*$`, max 256 chars; "
-        "values max 8192 chars and no newline, carriage return or NUL.",
+        description=f"Key-value pairs to set. {describe(RULES)}",
         # The rules, documented; the handler checks them so that errors name the key and the rule.
         json_schema_extra={"propertyNames": key_json_schema(RULES), "additionalProperties": value_json_schema(RULES)},
     )

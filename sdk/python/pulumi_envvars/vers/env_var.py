@@ -24,8 +24,8 @@ class EnvVarArgs:
         """
         The set of arguments for constructing a EnvVar resource.
 
-        :param pulumi.Input[_builtins.str] key: The variable's name: `^[A-Za-z_][A-Za-z0-9_]*$`, at most 256 chars. Changing it replaces the resource.
-        :param pulumi.Input[_builtins.str] value: The value: at most 8192 chars, no newline, carriage return or NUL. Always stored as a Pulumi secret.
+        :param pulumi.Input[_builtins.str] key: The variable's name. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars with no newline, carriage return or NUL byte. Changing it replaces the resource.
+        :param pulumi.Input[_builtins.str] value: The value (rules as for `key`). Always stored as a Pulumi secret.
         """
         pulumi.set(__self__, "key", key)
         pulumi.set(__self__, "value", value)
@@ -34,7 +34,7 @@ class EnvVarArgs:
     @pulumi.getter
     def key(self) -> pulumi.Input[_builtins.str]:
         """
-        The variable's name: `^[A-Za-z_][A-Za-z0-9_]*$`, at most 256 chars. Changing it replaces the resource.
+        The variable's name. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars with no newline, carriage return or NUL byte. Changing it replaces the resource.
         """
         return pulumi.get(self, "key")
 
@@ -46,7 +46,7 @@ class EnvVarArgs:
     @pulumi.getter
     def value(self) -> pulumi.Input[_builtins.str]:
         """
-        The value: at most 8192 chars, no newline, carriage return or NUL. Always stored as a Pulumi secret.
+        The value (rules as for `key`). Always stored as a Pulumi secret.
         """
         return pulumi.get(self, "value")
 
@@ -71,8 +71,8 @@ class EnvVar(pulumi.CustomResource):
 
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
-        :param pulumi.Input[_builtins.str] key: The variable's name: `^[A-Za-z_][A-Za-z0-9_]*$`, at most 256 chars. Changing it replaces the resource.
-        :param pulumi.Input[_builtins.str] value: The value: at most 8192 chars, no newline, carriage return or NUL. Always stored as a Pulumi secret.
+        :param pulumi.Input[_builtins.str] key: The variable's name. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars with no newline, carriage return or NUL byte. Changing it replaces the resource.
+        :param pulumi.Input[_builtins.str] value: The value (rules as for `key`). Always stored as a Pulumi secret.
         """
         ...
     @overload
@@ -151,7 +151,7 @@ class EnvVar(pulumi.CustomResource):
     @pulumi.getter
     def key(self) -> pulumi.Output[_builtins.str]:
         """
-        The variable's name: `^[A-Za-z_][A-Za-z0-9_]*$`, at most 256 chars. Changing it replaces the resource.
+        The variable's name. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars with no newline, carriage return or NUL byte. Changing it replaces the resource.
         """
         return pulumi.get(self, "key")
 
@@ -159,7 +159,7 @@ class EnvVar(pulumi.CustomResource):
     @pulumi.getter
     def value(self) -> pulumi.Output[_builtins.str]:
         """
-        The value: at most 8192 chars, no newline, carriage return or NUL. Always stored as a Pulumi secret.
+        The value (rules as for `key`). Always stored as a Pulumi secret.
         """
         return pulumi.get(self, "value")
 

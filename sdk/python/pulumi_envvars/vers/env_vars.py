@@ -24,7 +24,7 @@ class EnvVarsArgs:
         """
         The set of arguments for constructing a EnvVars resource.
 
-        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] vars: The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (at most 256 chars); values are at most 8192 chars with no newline, carriage return or NUL. Always stored as Pulumi secrets.
+        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] vars: The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars with no newline, carriage return or NUL byte. Always stored as Pulumi secrets.
         :param pulumi.Input[_builtins.bool] exclusive: Whether this resource owns the account's whole set (removing unlisted variables). Default: false, which manages only the listed keys.
         """
         pulumi.set(__self__, "vars", vars)
@@ -37,7 +37,7 @@ class EnvVarsArgs:
     @pulumi.getter
     def vars(self) -> pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]]:
         """
-        The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (at most 256 chars); values are at most 8192 chars with no newline, carriage return or NUL. Always stored as Pulumi secrets.
+        The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars with no newline, carriage return or NUL byte. Always stored as Pulumi secrets.
         """
         return pulumi.get(self, "vars")
 
@@ -77,7 +77,7 @@ class EnvVars(pulumi.CustomResource):
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.bool] exclusive: Whether this resource owns the account's whole set (removing unlisted variables). Default: false, which manages only the listed keys.
-        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] vars: The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (at most 256 chars); values are at most 8192 chars with no newline, carriage return or NUL. Always stored as Pulumi secrets.
+        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] vars: The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars with no newline, carriage return or NUL byte. Always stored as Pulumi secrets.
         """
         ...
     @overload
@@ -174,7 +174,7 @@ class EnvVars(pulumi.CustomResource):
     @pulumi.getter
     def vars(self) -> pulumi.Output[Mapping[str, _builtins.str]]:
         """
-        The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (at most 256 chars); values are at most 8192 chars with no newline, carriage return or NUL. Always stored as Pulumi secrets.
+        The variables, by key. Keys match `^[A-Za-z_][A-Za-z0-9_]*$` (1–256 chars); values are at most 8192 chars with no newline, carriage return or NUL byte. Always stored as Pulumi secrets.
         """
         return pulumi.get(self, "vars")
 
