@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Claim:
-    """The variables a resource manages in its account."""
+    """The variables a resource manages in one scope (a platform's account, container, app...)."""
 
+    scope: str
     keys: frozenset[str] = frozenset()
     exclusive: bool = False
 
@@ -29,9 +30,9 @@ class Claim:
         return self.exclusive or key in self.keys
 
 
-# A resource's view of the registry during a step: every other resource's claims, merged, with no
-# new claim registered until the block ends.
-Others = Callable[[], AbstractContextManager[Claim]]
+# A resource's view of the registry during a step: every other resource's claims in a scope, merged,
+# with no new claim registered until the block ends.
+Others = Callable[[str], AbstractContextManager[Claim]]
 
 
 def _name(urn: str) -> str:
@@ -49,7 +50,7 @@ class Claims:
         """Record `claim` for `urn`; the reasons it conflicts with another resource's (then nothing is kept)."""
         with self._lock:
             for other_urn, other in self._by_urn.items():
-                if other_urn == urn:
+                if other_urn == urn or other.scope != claim.scope:
                     continue
                 if claim.exclusive or other.exclusive:
                     owner, peer = ("this resource", other_urn) if claim.exclusive else (f"'{_name(other_urn)}'", urn)
@@ -64,13 +65,13 @@ class Claims:
         return []
 
     @contextlib.contextmanager
-    def others(self, urn: str) -> Iterator[Claim]:
-        """Every claim but `urn`'s, merged; no claim is registered until the block ends."""
+    def others(self, urn: str, scope: str) -> Iterator[Claim]:
+        """Every claim in `scope` but `urn`'s, merged; no claim is registered until the block ends."""
         with self._lock:
-            claims = [claim for other, claim in self._by_urn.items() if other != urn]
-            yield Claim(frozenset().union(*(claim.keys for claim in claims)),
+            claims = [claim for other, claim in self._by_urn.items() if other != urn and claim.scope == scope]
+            yield Claim(scope, frozenset().union(*(claim.keys for claim in claims)),
                         any(claim.exclusive for claim in claims))
 
     def bound(self, urn: str) -> Others:
         """`others` for one resource."""
-        return lambda: self.others(urn)
+        return lambda scope: self.others(urn, scope)

@@ -17,6 +17,7 @@ from envvars_provider.resources.base import BOOLEAN, INTEGER, STRING, STRING_MAP
 from envvars_provider.values import UNKNOWN
 
 ACCOUNT_ID = "account"  # an EnvVars set has no id of its own on Vers: it is the account's set
+SCOPE = "vers"  # the claims of one provider instance: one Vers account
 API_KEY = next(setting for setting in SETTINGS if setting.name == "vers_api_key")
 
 
@@ -94,7 +95,7 @@ class EnvVars(VersResource):
         variables = inputs.get("vars")
         if not isinstance(variables, dict):
             return None
-        return Claim(frozenset(variables), exclusive=inputs.get("exclusive") is True)
+        return Claim(SCOPE, frozenset(variables), exclusive=inputs.get("exclusive") is True)
 
     def diff(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> Diff:
         """The per-key diff, plus every variable of the account an exclusive write will remove."""
@@ -141,7 +142,7 @@ class EnvVars(VersResource):
         changes = diff_keys(old_vars, new_vars)
         if changes.upserts:
             self.client.put_vars({key: new_vars[key] for key in changes.upserts}, replace=False)
-        with others() as kept:
+        with others(SCOPE) as kept:
             for done, key in enumerate(changes.deleted):
                 if kept.covers(key):
                     continue  # handed to another resource of this program
@@ -180,7 +181,7 @@ class EnvVars(VersResource):
         return {"exclusive": False, "vars": dict.fromkeys(keys)}
 
     def delete(self, resource_id: str, state: dict[str, Any], others: Others) -> None:
-        with others() as kept:
+        with others(SCOPE) as kept:
             if state.get("exclusive"):
                 if kept.exclusive:
                     return  # another exclusive resource of this program now owns the set
@@ -226,7 +227,7 @@ class EnvVar(VersResource):
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         key = inputs.get("key")
-        return Claim(frozenset([key])) if isinstance(key, str) and key != UNKNOWN else None
+        return Claim(SCOPE, frozenset([key])) if isinstance(key, str) and key != UNKNOWN else None
 
     def create(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self.client.put_vars({inputs["key"]: inputs["value"]}, replace=False)
@@ -243,7 +244,7 @@ class EnvVar(VersResource):
         return {"key": resource_id, "value": stored[resource_id]}
 
     def delete(self, resource_id: str, state: dict[str, Any], others: Others) -> None:
-        with others() as kept:
+        with others(SCOPE) as kept:
             if not kept.covers(resource_id):  # else renamed, or its key handed to another resource
                 self.client.delete_var(resource_id)
 
