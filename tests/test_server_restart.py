@@ -22,10 +22,13 @@ from typing import IO
 import pytest
 
 from envvars.envfile import parse
+from envvars_provider.protos import provider_pb2
+from envvars_provider.values import to_struct
 from envvars_server.launch import ServerProcess
 from envvars_server.sandbox.protocol import AgentClient, AgentUnavailable
 from tests.conftest import Api
 from tests.figures import figure
+from tests.plugin import Plugin, plain, urn
 from tests.test_vers_vms import boot, env_file, injections, run
 
 ONCE = ["envvars-agent: WriteFile '/etc/environment' mode 644 -> ok"]
@@ -166,7 +169,7 @@ def test_vms_come_back_in_their_state_from_their_own_disk_without_reinjection(se
            reinjections_after_restart=0, restart_until_answering=f"{restart_s:.1f} s")
 
 
-def test_a_vm_still_booting_at_a_kill_is_dead_after_the_restart(servers: Servers) -> None:
+def test_a_vm_still_booting_at_a_kill_is_dead_after_the_restart(servers: Servers, tmp_path: Path) -> None:
     server = servers.start()
     token = server.token("carol")
     api = Api(server.url, token)
@@ -190,6 +193,20 @@ def test_a_vm_still_booting_at_a_kill_is_dead_after_the_restart(servers: Servers
     after = {vm_id: state(api, vm_id) for vm_id in [settled, *burst]}
     expected = {vm_id: "dead" if at_kill[vm_id] == "booting" else "running" for vm_id in [settled, *burst]}
     assert after == expected
+    vm_type = "envvars:vers:Vm"
+    # The provider: a dead VM is refreshed as dead (not gone, which would orphan it) and replaced.
+    plugin = Plugin(tmp_path / "plugin.stderr")
+    plugin.configure(server.url, token)
+    try:
+        vm_urn = urn(vm_type, "w")
+        was = to_struct({"vmId": booting[0], "state": "running", "ip": ""})
+        read = plugin.stub.Read(provider_pb2.ReadRequest(id=booting[0], urn=vm_urn, type=vm_type, properties=was))
+        assert read.id == booting[0] and plain(read.properties)["state"] == "dead"
+        replaced = plugin.stub.Diff(provider_pb2.DiffRequest(
+            id=booting[0], urn=vm_urn, type=vm_type, olds=read.properties, news=to_struct({})))
+        assert list(replaced.replaces) == ["state"]
+    finally:
+        plugin.close()
     for vm_id in booting:
         refused = api.post(f"/api/v1/vm/{vm_id}/exec", json={"command": ["true"]})
         assert refused.status_code == 409, refused.text

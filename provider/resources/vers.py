@@ -294,9 +294,19 @@ class Vm(VersResource):
         metadata = self.client.vm_metadata(resource_id) or {}
         return {**news, **self._outputs(resource_id, metadata)}
 
+    def diff(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> Diff:
+        """Input changes replace; so does a VM found dead, which never comes back (its replacement
+        boots a new one and deletes the dead one, which would otherwise hold a disk and a quota slot)."""
+        result = super().diff(olds, news)
+        if olds.get("state") == "dead":
+            result.changes.append("state")
+            result.replaces.append("state")
+            result.detailed["state"] = "update_replace"
+        return result
+
     def read(self, resource_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
         metadata = self.client.vm_metadata(resource_id)
-        if metadata is None or metadata.get("state") == "dead":
+        if metadata is None:
             return None
         inputs = {name: state.get(name) for name in self.CONFIG_FIELDS + ("env_revision",)}
         if not state:  # import: rebuild the inputs from the VM
