@@ -4,10 +4,29 @@ Each operation gets a seeded run of positive and negative cases (the same cases 
 command and code; ENVVARS_SOAK scales the count). Every response must be a documented status with
 a body matching its documented schema, never a 5xx; schema-invalid requests must be refused and
 schema-valid ones accepted (save a 400 naming what the VM's filesystem holds, which no document
-can express); every error must be in the owning platform's envelope. Operations that take a VM or
-commit id also get cases aimed at a real VM and commit of the fuzz user, so the VM routes are
-exercised past their 404; those cases keep `count` at 1 and commands under a 5 s timeout, so a case
-cannot boot 100 VMs or run forever. Every VM the fuzz user created is deleted."""
+can express); every error must be in the owning platform's envelope; with the token, no case may
+answer 401.
+
+`max_examples` is a ceiling, not a count: hypothesis ends a run early, and silently, when its
+strategies run dry or it rejects too many examples. So each run counts the requests it really sent
+and the distinct ones among them (the test-case id header schemathesis adds to every request is
+left out, or every request would be distinct), and both must reach a floor near the setting.
+
+Operations that take a VM or commit id also get cases aimed at a real VM and commit of the fuzz
+user, so the VM routes are exercised past their 404; those cases keep `count` at 1 and commands
+under a 5 s timeout, so a case cannot boot 100 VMs or run forever. They carry a valid token and
+name objects that exist, so a 401, 403 or 404 means the server lost or refused what it should have
+found, and fails the run; the exceptions, operation by operation:
+- GET and PUT /vm/{vm_id}/files: 404 from the guest agent for a path the VM does not hold (a file
+  to read; a parent directory to write into, without `create_dirs`); the VM itself lost would be
+  "VM '<id>' not found", which still fails, and so does a 404 for /etc/environment, which every VM
+  holds (its boot wrote it; aimed reads of it are generated too, so the read route gets its 200s).
+- DELETE /vm/{vm_id}: none; once a case has deleted the run's VM, the run boots another, so the
+  next aimed case names a live VM again.
+- branch (aimed: `count` 1) and from_commit: none; their 403 is the VM quota (20 live VMs), and the
+  fuzz user holds at most the run's VM and the one a case just made (deleted at once).
+- metadata, state, commit, exec: none.
+Every VM the fuzz user created is deleted."""
 
 from __future__ import annotations
 
@@ -24,6 +43,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import SCHEMATHESIS_TEST_CASE_HEADER
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -48,6 +68,18 @@ ENVELOPES = [platform.ENVELOPE for platform in PLATFORMS]
 VM_ID_PARAMS = ("vm_id", "vm_or_commit_id")
 # The only 400s a schema-valid request may get: the document cannot say what a VM's filesystem holds.
 STATE_DEPENDENT = re.compile(r"is (not )?a directory|is not a regular file|outside the VM's root filesystem")
+# The guest agent's 404 (`not_found`) for a path the VM does not hold: "<path> does not exist", or "directory <dir>
+# does not exist (set create_dirs ...)" for a write; a lost VM reads "VM '<id>' not found" instead.
+MISSING_IN_VM = re.compile(r"(directory )?/.* does not exist", re.DOTALL)
+# Aimed cases are generated with these placeholders; each is replaced by the run's live id when the case is sent.
+REAL_VM, REAL_COMMIT = "the-runs-real-vm", "the-runs-real-commit"
+# A file every VM holds (its boot wrote it): aimed reads of it must succeed, so the read route is exercised past 404.
+VM_FILE = "/etc/environment"
+# Floors, as fractions of CASES, against what was measured at both settings (200 and 2000 cases). Cases really sent:
+# every run sends all of them. Distinct requests, for an operation that takes input: 0.46 at the fewest (metadata
+# with the token, whose aimed cases are all one request); for one without input, where only the token varies: 0.12
+# and 0.097 without a token, and with a valid one a single request exists. Aimed cases: 0.21 and 0.27 at the fewest.
+CASES_FLOOR, DISTINCT_FLOOR, DISTINCT_FLOOR_NO_INPUT, AIMED_FLOOR = 0.9, 0.4, 0.08, 0.15
 OPERATIONS = openapi_doc.operations()
 
 
@@ -70,17 +102,25 @@ def fuzz_token(server: ServerProcess) -> Iterator[str]:
     assert requests.get(server.url + "/api/v1/vm", headers=headers, timeout=60).json() == []
 
 
+def rendered(envelope: Any, status: int, message: str, code: str | None) -> Any:
+    """An envelope's error body: `body(status, message, code)` where envelopes carry error codes, else
+    `render(status, message)`."""
+    if hasattr(envelope, "body"):
+        return envelope.body(status, message, code)
+    return envelope.render(status, message)
+
+
 def envelope_violation(path: str, status: int, response: requests.Response) -> str | None:
     """Why an error response is not in the envelope of the platform owning `path` (None when it is)."""
-    owner = next((e for e in ENVELOPES if path.startswith(e.prefix)), None)
+    owner = max((e for e in ENVELOPES if path.startswith(e.prefix)), key=lambda e: len(e.prefix), default=None)
     if owner is None:
         return None
     try:
         body = response.json()
     except ValueError:
         return f"{status} body is not JSON: {response.text[:200]!r}"
-    messages = [value for value in body.values() if isinstance(value, str)] if isinstance(body, dict) else []
-    if not any(owner.render(status, message) == body for message in messages):
+    strings = [value for value in body.values() if isinstance(value, str)] if isinstance(body, dict) else []
+    if not any(rendered(owner, status, message, code) == body for message in strings for code in [None, *strings]):
         return f"{status} body is not the platform's envelope: {response.text[:200]!r}"
     return None
 
@@ -107,16 +147,43 @@ def body_properties(operation: Any) -> set[str]:
     return set(body_schema.get("properties", {}))
 
 
-def strategy(operation: Any, targets: dict[str, str]) -> Any:
-    """Positive and negative cases of `operation`, plus positive ones aimed at the fuzz user's real VM/commit."""
+def strategy(operation: Any, aims: bool) -> Any:
+    """Positive and negative cases of `operation`, plus (if `aims`) positive ones aimed at the run's real VM/commit."""
     parts = [operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)]
-    for name in set(re.findall(r"\{(\w+)\}", operation.path)) & set(targets and VM_ID_PARAMS):
-        for target in ([targets["vm"], targets["commit"]] if name == "vm_or_commit_id" else [targets["vm"]]):
+    for name in set(re.findall(r"\{(\w+)\}", operation.path)) & set(VM_ID_PARAMS if aims else ()):
+        for target in ([REAL_VM, REAL_COMMIT] if name == "vm_or_commit_id" else [REAL_VM]):
             query = {"count": 1} if name == "vm_or_commit_id" else None
             parts.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters={name: target}, query=query))
-    if targets and "commit_id" in body_properties(operation):
-        parts.append(operation.as_strategy(GenerationMode.POSITIVE, body={"commit_id": targets["commit"]}))
+    if aims and "commit_id" in body_properties(operation):
+        parts.append(operation.as_strategy(GenerationMode.POSITIVE, body={"commit_id": REAL_COMMIT}))
+    if aims and operation.method.upper() == "GET" and operation.path.endswith("/files"):
+        parts.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"vm_id": REAL_VM},
+                                           query={"path": VM_FILE}))
     return st.one_of(parts)
+
+
+def aim(case: Any, targets: dict[str, str]) -> bool:
+    """Put the run's live VM and commit ids in place of the placeholders; whether the case names either."""
+    live = {REAL_VM: targets.get("vm"), REAL_COMMIT: targets.get("commit")}
+    params = case.path_parameters or {}
+    aimed = {name: live[value] for name, value in params.items() if isinstance(value, str) and value in live}
+    if aimed:
+        case.path_parameters = {**params, **aimed}
+    if isinstance(case.body, dict) and case.body.get("commit_id") == REAL_COMMIT:
+        case.body = {**case.body, "commit_id": live[REAL_COMMIT]}
+        return True
+    return bool(aimed)
+
+
+def legitimate_miss(case: Any, response: requests.Response) -> bool:
+    """An aimed case's 404 that is not the server losing the VM: the path named is not in the VM (files only)."""
+    if response.status_code != 404 or not case.path.endswith("/files") or (case.query or {}).get("path") == VM_FILE:
+        return False
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, str) and MISSING_IN_VM.match(error) is not None
 
 
 def bounded(case: Any) -> None:
@@ -127,13 +194,36 @@ def bounded(case: Any) -> None:
         body["timeout_secs"] = min(timeout, 5) if isinstance(timeout, int) and timeout > 0 else 5
 
 
+def real_vm(server: ServerProcess, token: str) -> str:
+    """A new running VM of the fuzz user."""
+    response = requests.post(server.url + "/api/v1/vm/new_root?wait_boot=true", json={"vm_config": {}},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert response.status_code == 201, response.text
+    return str(response.json()["vm_id"])
+
+
 def real_targets(server: ServerProcess, token: str) -> dict[str, str]:
     """A running VM of the fuzz user and a commit of it."""
-    headers = {"Authorization": f"Bearer {token}"}
-    vm = requests.post(server.url + "/api/v1/vm/new_root?wait_boot=true", json={"vm_config": {}},
-                       headers=headers, timeout=60).json()["vm_id"]
-    commit = requests.post(f"{server.url}/api/v1/vm/{vm}/commit", headers=headers, timeout=60).json()["commit_id"]
-    return {"vm": vm, "commit": commit}
+    vm = real_vm(server, token)
+    response = requests.post(f"{server.url}/api/v1/vm/{vm}/commit", headers={"Authorization": f"Bearer {token}"},
+                             timeout=60)
+    assert response.status_code == 201, response.text
+    return {"vm": vm, "commit": response.json()["commit_id"]}
+
+
+def distinct_floor(method: str, path: str, auth: str) -> int:
+    """The fewest distinct requests a run of this operation and mode must send."""
+    definition = openapi_doc.operation(method, path)
+    if definition.get("parameters") or definition.get("requestBody"):
+        return int(DISTINCT_FLOOR * CASES)
+    return 1 if auth == "token" else int(DISTINCT_FLOOR_NO_INPUT * CASES)
+
+
+def fingerprint(request: requests.PreparedRequest) -> str:
+    """What makes a request distinct: all of it but the test-case id schemathesis adds to every request."""
+    headers = sorted((k, v) for k, v in request.headers.items() if k.lower() != SCHEMATHESIS_TEST_CASE_HEADER.lower())
+    body = request.body.encode() if isinstance(request.body, str) else request.body or b""
+    return hashlib.sha256(f"{request.method} {request.url} {headers} ".encode() + body).hexdigest()
 
 
 @pytest.mark.parametrize("auth", ["token", "none"])
@@ -147,24 +237,34 @@ def test_fuzz_operation(server: ServerProcess, schema: Any, fuzz_token: str, met
     cases: list[int] = []
     distinct: set[str] = set()
     statuses: dict[int, int] = {}
+    aimed_statuses: dict[int, int] = {}
     failures: list[str] = []
     session = requests.Session()
 
     @hypothesis.settings(max_examples=CASES, database=None, deadline=None, derandomize=False,
                          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @hypothesis.seed(SEED)
-    @hypothesis.given(case=strategy(operation, targets))
+    @hypothesis.given(case=strategy(operation, bool(targets)))
     def run(case: Any) -> None:
         # With a token, every case carries it; cases about a missing or malformed token run without one.
         hypothesis.assume(auth == "none" or not schema.is_security_param_negated(case))
         bounded(case)
+        aimed = aim(case, targets)
         case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"} | headers
         response = case.call(base_url=server.url, session=session, timeout=60)
-        cases.append(response.status_code)
-        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-        request = response.request
-        sent = f"{request.method} {request.url} {sorted(request.headers.items())} {request.body!r}"
-        distinct.add(hashlib.sha256(sent.encode()).hexdigest())
+        status = response.status_code
+        cases.append(status)
+        statuses[status] = statuses.get(status, 0) + 1
+        distinct.add(fingerprint(response.request))
+        if aimed:
+            aimed_statuses[status] = aimed_statuses.get(status, 0) + 1
+            if status in (401, 403, 404) and not legitimate_miss(case, response):
+                failures.append(f"{case.method} {case.formatted_path} with a valid token, aimed at the fuzz user's "
+                                f"real VM/commit: {status} {response.text[:200]!r}")
+            if case.method == "DELETE" and status == 200:
+                targets["vm"] = real_vm(server, fuzz_token)  # the next aimed case names a live VM again
+        elif auth == "token" and status == 401:
+            failures.append(f"{case.method} {case.formatted_path} with a valid token: 401 {response.text[:200]!r}")
         try:
             for vm_id in created_vm_ids(response):
                 requests.delete(f"{server.url}/api/v1/vm/{vm_id}", headers=headers, timeout=60)
@@ -183,12 +283,19 @@ def test_fuzz_operation(server: ServerProcess, schema: Any, fuzz_token: str, met
         run()
     finally:
         session.close()
-        for vm_id in [targets.get("vm")] if targets else []:
+        for vm_id in [targets["vm"]] if targets else []:
             requests.delete(f"{server.url}/api/v1/vm/{vm_id}", headers={"Authorization": f"Bearer {fuzz_token}"},
                             timeout=60)
     server_errors = sum(count for status, count in statuses.items() if status >= 500)
+    aimed = sum(aimed_statuses.values())
     figure(f"fuzz {method} {path} ({auth})", cases=len(cases), distinct=len(distinct),
-           statuses=json.dumps(dict(sorted(statuses.items()))), server_errors=server_errors,
+           statuses=json.dumps(dict(sorted(statuses.items()))), aimed=aimed,
+           aimed_statuses=json.dumps(dict(sorted(aimed_statuses.items()))), server_errors=server_errors,
            failures=len(failures))
-    assert failures == [], "\n\n".join(failures[:5])
+    assert failures == [], "\n\n".join(failures[:5]).replace(fuzz_token, "<token>")
     assert server_errors == 0
+    assert len(cases) >= CASES_FLOOR * CASES, f"only {len(cases)} of {CASES} cases ran"
+    assert len(distinct) >= distinct_floor(method, path, auth), f"only {len(distinct)} distinct of {len(cases)} cases"
+    if targets:
+        assert aimed >= AIMED_FLOOR * CASES, f"only {aimed} of {len(cases)} cases aimed at a real VM/commit"
+        assert any(200 <= status < 300 for status in aimed_statuses), "no aimed case succeeded"
