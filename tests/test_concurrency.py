@@ -1,9 +1,10 @@
-"""Concurrent writers: 16 clients at once on one server, then 200 resources through the engine with --parallel 32."""
+"""Concurrency: 16 writers and 2 readers on one account, then 200 resources through the engine at --parallel 32."""
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,8 +18,19 @@ from tests.conftest import Api
 from tests.figures import figure, scaled
 
 CLIENTS = 16
+READERS = 2  # GET the whole set in a loop while the clients write
+GROUP = 4  # keys each client writes together in every PUT, all with the write's value
 SHARED_KEYS = [f"SHARED_{n}" for n in range(6)]
 FLEET = Path(__file__).resolve().parent / "programs" / "fleet"
+VALUE = re.compile(r"c(\d+)-gen(\d+)")  # every value a write carries: its client and generation
+
+
+def group(number: int) -> list[str]:
+    return [f"C{number}_G{n}" for n in range(GROUP)]
+
+
+def value(number: int, generation: int) -> str:
+    return f"c{number}-gen{generation}"
 
 
 @dataclass
@@ -30,30 +42,129 @@ class Op:
     values: dict[str, str | None] = field(default_factory=dict)
 
 
-def client(api: Api, number: int, count: int, ops: list[Op], problems: list[str]) -> None:
-    """Merges of own and shared keys, and single-key deletes, each value unique to this write."""
+@dataclass
+class Run:
+    """What the clients and readers share; lists and dicts only appended to or set, one key per writer."""
+
+    ops: list[Op] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    sent: dict[int, dict[int, set[str]]] = field(default_factory=dict)  # client -> generation -> keys PUT
+    last_put: dict[int, int] = field(default_factory=dict)  # client -> generation of its last acknowledged PUT
+    absent_deletes: list[str] = field(default_factory=list)  # DELETEs answered 404: no write, not counted
+    snapshots: list[int] = field(default_factory=lambda: [0, 0])  # sets checked: reads, PUT answers
+    torn: list[str] = field(default_factory=list)  # what only a half-applied PUT explains
+    stale: list[str] = field(default_factory=list)  # a read older than an earlier read of the same reader
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def torn_writes(snapshot: dict[str, str], sent: dict[int, dict[int, set[str]]]) -> list[str]:
+    """What in one snapshot of the set only a half-applied PUT can explain.
+
+    Every PUT of client c writes all of c's group, with the same value `c<c>-gen<g>`, plus some of
+    c's other keys and of the keys all clients share; no one else writes that value or c's group, and
+    c never deletes from its group. So in any snapshot of a serializable store, c's group is absent
+    (before c's first PUT) or whole at one generation g; and a key holding c's value of generation h
+    needs h <= g (a later PUT of c would have rewritten the group), and h == g when PUT g wrote that
+    key (PUT g came after PUT h). Keys of other clients' writes are free: overlapping writes may win
+    on different keys.
+    """
+    torn = []
+    generation: dict[int, int] = {}
+    for number in sent:
+        values = {snapshot.get(key) for key in group(number)}
+        if values == {None}:
+            generation[number] = -1
+        elif len(values) == 1 and (found := VALUE.fullmatch(str(next(iter(values))))) and int(found[1]) == number:
+            generation[number] = int(found[2])
+        else:
+            torn.append(f"client {number}'s group mixes {sorted(map(str, values))}")
+    for key, stored in snapshot.items():
+        found = VALUE.fullmatch(stored)
+        if not found or int(found[1]) not in generation:
+            continue
+        number, h = int(found[1]), int(found[2])
+        g = generation[number]
+        if h > g or (h < g and key in sent[number].get(g, set())):
+            torn.append(f"{key} holds client {number}'s generation {h}, its group generation {g}")
+    return torn
+
+
+def check(run: Run, snapshot: dict[str, str], kind: int) -> None:
+    torn = torn_writes(snapshot, run.sent)
+    with run.lock:
+        run.snapshots[kind] += 1
+        run.torn.extend(torn)
+
+
+def client(api: Api, number: int, count: int, run: Run) -> None:
+    """PUTs of the client's whole group plus some own and shared keys, and single-key deletes of the latter."""
     rng = random.Random(number)
     own = [f"C{number}_K{n}" for n in range(4)]
-    for n in range(count):
-        start = time.monotonic()
-        if rng.random() < 0.7:
-            keys = rng.sample(own + SHARED_KEYS, rng.randint(1, 4))
-            written = {key: f"c{number}-w{n}-{key}" for key in keys}
-            response = api.put("/api/v1/env_vars", json={"vars": written, "replace": False})
-            if response.status_code == 200 and not written.items() <= response.json()["vars"].items():
-                problems.append(f"PUT answered a set without its own write: {response.text[:200]}")
-            values: dict[str, str | None] = dict(written)
-            acknowledged = response.status_code == 200
-        else:
-            key = rng.choice(own + SHARED_KEYS)
-            response = api.delete(f"/api/v1/env_vars/{key}")
-            values = {key: None}
-            acknowledged = response.status_code in (204, 404)
-        end = time.monotonic()
-        if "locked" in response.text.lower() or not acknowledged:
-            problems.append(f"{response.request.method} answered {response.status_code}: {response.text[:200]}")
-            continue
-        ops.append(Op(start, end, values))
+    present: set[str] = set()  # own keys exist exactly when this client's last write to them was a PUT
+    try:
+        for n in range(count):
+            start = time.monotonic()
+            if rng.random() < 0.7:
+                keys = group(number) + rng.sample(own + SHARED_KEYS, rng.randint(1, 4))
+                rng.shuffle(keys)  # a half-applied write splits the group wherever it splits the keys
+                written = {key: value(number, n) for key in keys}
+                run.sent[number][n] = set(keys)  # before the PUT: a reader may see it before the answer
+                response = api.put("/api/v1/env_vars", json={"vars": written, "replace": False})
+                values: dict[str, str | None] = dict(written)
+                acknowledged = response.status_code == 200
+                if acknowledged:
+                    answered = response.json()["vars"]
+                    if not written.items() <= answered.items():
+                        run.problems.append(f"PUT answered a set without its own write: {response.text[:200]}")
+                    check(run, answered, 1)
+                    run.last_put[number] = n
+                    present |= written.keys() & set(own)
+            else:
+                key = rng.choice(own + SHARED_KEYS)
+                response = api.delete(f"/api/v1/env_vars/{key}")
+                values = {key: None}
+                acknowledged = response.status_code == 204
+                if key in own and response.status_code != (204 if key in present else 404):
+                    run.problems.append(f"DELETE of own {key} ({'present' if key in present else 'absent'}) "
+                                        f"answered {response.status_code}")
+                    continue
+                present.discard(key)
+                if response.status_code == 404:
+                    run.absent_deletes.append(key)  # deleted nothing: not a write
+                    continue
+            end = time.monotonic()
+            if "locked" in response.text.lower() or not acknowledged:
+                run.problems.append(f"{response.request.method} answered {response.status_code}: {response.text[:200]}")
+                continue
+            run.ops.append(Op(start, end, values))
+    except Exception as exc:  # noqa: BLE001 (a client's failure is the main thread's to report)
+        run.problems.append(f"client {number} stopped: {exc!r}")
+
+
+def reader(api: Api, run: Run, done: threading.Event) -> None:
+    """GET the set until the clients are done; each read must be whole, and no client's group goes back."""
+    seen: dict[str, str] = {}
+    try:
+        while not done.is_set():
+            response = api.get("/api/v1/env_vars")
+            if response.status_code != 200:
+                run.problems.append(f"GET answered {response.status_code}: {response.text[:200]}")
+                continue
+            snapshot = response.json()["vars"]
+            check(run, snapshot, 0)
+            for number in run.sent:
+                key = group(number)[0]
+                if key in seen and (key not in snapshot or generation_of(snapshot[key]) < generation_of(seen[key])):
+                    run.stale.append(f"a later read went back from {seen[key]} to {snapshot.get(key)}")
+                if key in snapshot:
+                    seen[key] = snapshot[key]
+    except Exception as exc:  # noqa: BLE001
+        run.problems.append(f"a reader stopped: {exc!r}")
+
+
+def generation_of(stored: str) -> int:
+    found = VALUE.fullmatch(stored)
+    return int(found[2]) if found else -1
 
 
 def serializable_per_key(ops: list[Op], final: dict[str, str]) -> list[str]:
@@ -73,24 +184,40 @@ def serializable_per_key(ops: list[Op], final: dict[str, str]) -> list[str]:
 
 
 def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api) -> None:
+    """16 clients write one account's set while 2 readers read it: every read and every PUT's answer shows
+    each PUT whole or not at all, and the final set is one a serial order of the acknowledged writes leaves."""
     count = scaled(150, 1500)
-    apis = [new_api() for _ in range(CLIENTS)]
+    apis = [new_api() for _ in range(CLIENTS + READERS)]
     token = apis[0].headers["Authorization"]
     for api in apis:
-        api.headers["Authorization"] = token  # one account, sixteen clients
-    ops: list[Op] = []
-    problems: list[str] = []
-    threads = [threading.Thread(target=client, args=(api, n, count, ops, problems)) for n, api in enumerate(apis)]
-    for thread in threads:
+        api.headers["Authorization"] = token  # one account, sixteen clients and two readers
+    run = Run(sent={number: {} for number in range(CLIENTS)})  # readers iterate it: no keys added later
+    done = threading.Event()
+    clients = [threading.Thread(target=client, args=(api, n, count, run)) for n, api in enumerate(apis[:CLIENTS])]
+    readers = [threading.Thread(target=reader, args=(api, run, done)) for api in apis[CLIENTS:]]
+    for thread in clients + readers:
         thread.start()
-    for thread in threads:
+    for thread in clients:
+        thread.join()
+    done.set()
+    for thread in readers:
         thread.join()
     final = apis[0].get("/api/v1/env_vars").json()["vars"]
-    wrong = serializable_per_key(ops, final)
-    figure("concurrency (16 clients)", writes=CLIENTS * count, acknowledged=len(ops), errors=len(problems),
-           keys_not_serializable=len(wrong))
-    assert problems == []
+    check(run, final, 0)
+    wrong = serializable_per_key(run.ops, final)
+    not_last = [number for number, n in run.last_put.items() if any(final.get(key) != value(number, n)
+                                                                    for key in group(number))]
+    figure("concurrency (16 clients, 2 readers)", writes=CLIENTS * count, acknowledged=len(run.ops),
+           deletes_of_absent_keys=len(run.absent_deletes), errors=len(run.problems), reads=run.snapshots[0],
+           put_answers_checked=run.snapshots[1], half_applied_writes_seen=len(run.torn), stale_reads=len(run.stale),
+           groups_not_last_write=len(not_last), keys_not_serializable=len(wrong))
+    assert run.torn == [], run.torn[:10]
+    assert run.stale == [], run.stale[:10]
+    assert run.problems == []
+    assert len(run.ops) + len(run.absent_deletes) == CLIENTS * count
+    assert len(run.last_put) == CLIENTS and not_last == []
     assert wrong == []
+    assert run.snapshots[0] >= 50 * READERS, f"only {run.snapshots[0]} reads ran while the clients wrote"
 
 
 def test_the_serial_order_check_catches_a_lost_or_stale_write() -> None:
@@ -100,6 +227,21 @@ def test_the_serial_order_check_catches_a_lost_or_stale_write() -> None:
     assert serializable_per_key([first, second], {"A": "1"}) == ["A"]  # stale: a later write was lost
     assert serializable_per_key([first, second], {"A": "2", "B": "x"}) == ["B"]  # deleted last, yet present
     assert serializable_per_key([first, second, overlapping], {"A": "3"}) == []  # concurrent with the last
+
+
+def test_the_whole_write_check_catches_a_half_applied_put() -> None:
+    sent = {0: {0: {*group(0), "SHARED_0"}, 1: {*group(0), "C0_K1"}}, 1: {0: {*group(1), "SHARED_0"}}}
+    zero, one = dict.fromkeys(group(0), value(0, 0)), dict.fromkeys(group(0), value(0, 1))
+    other = dict.fromkeys(group(1), value(1, 0))
+    assert torn_writes({}, sent) == []  # nothing written yet
+    assert torn_writes({**zero, "SHARED_0": value(0, 0)}, sent) == []
+    assert torn_writes({**one, "SHARED_0": value(0, 0), "C0_K1": value(0, 1)}, sent) == []  # 1 left SHARED_0
+    assert torn_writes({**one, **other, "SHARED_0": value(1, 0)}, sent) == []  # overlapping: client 1 won
+    assert torn_writes({**zero, "C0_G3": value(0, 1)}, sent) != []  # the group split
+    assert torn_writes({**other, "C1_G2": value(0, 0)}, sent) != []  # a value in the wrong group
+    assert torn_writes(dict(list(zero.items())[:2]), sent) != []  # half of the first write
+    assert torn_writes({**zero, "C0_K1": value(0, 1)}, sent) != []  # PUT 1 reached C0_K1, not the group
+    assert torn_writes({**one, "C0_K1": value(0, 0)}, sent) != []  # PUT 1 reached the group, not C0_K1
 
 
 def fleet_workspace(tmp_path: Path, server: ServerProcess, token: str, count: int, prefix: str) -> Workspace:
