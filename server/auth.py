@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from envvars_server.errors import Envelope, send_error
+from envvars_server.errors import Envelope, owner, send_error
 from envvars_server.store import Store
 
 UNAUTHORIZED = "missing or invalid API token: send 'Authorization: Bearer <token>'"
@@ -38,7 +38,7 @@ class BearerAuth:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not any(path.startswith(e.prefix) for e in self.envelopes):
+        if scope["type"] != "http" or owner(self.envelopes, path) is None:
             await self.app(scope, receive, send)
             return
         user = self._user(scope["headers"])

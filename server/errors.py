@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,25 +15,51 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 class ApiError(Exception):
-    """An error response: HTTP status and a message for the platform's envelope."""
+    """An error response: HTTP status, a message, and the platform's error code where it has codes."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
+
+
+Render = Callable[[int, "str | None", str], dict[str, Any]]
+"""A platform's error body from (status, code, message)."""
 
 
 @dataclass(frozen=True)
 class Envelope:
-    """Where a platform's API lives and how it shapes an error body."""
+    """Where a platform's API lives and how it answers errors there.
+
+    `codes` gives the code of an error raised without one (auth's 401, the body limit's 413...),
+    by status; `validation_status` is what a request the route's models refuse gets (400 or 422).
+    """
 
     prefix: str
-    render: Callable[[int, str], dict[str, Any]]
+    render: Render
+    codes: Mapping[int, str] = field(default_factory=dict)
+    validation_status: int = 400
+
+    def owns(self, path: str) -> bool:
+        """Whether `path` is under this prefix (a whole segment: `/api/v1` owns `/api/v1/x`, not `/api/v10`)."""
+        return path == self.prefix or path.startswith(self.prefix.rstrip("/") + "/")
+
+    def body(self, status: int, message: str, code: str | None = None) -> dict[str, Any]:
+        """The error body, with the status's default code when none is given."""
+        return self.render(status, code or self.codes.get(status), message)
 
 
-def default_render(status: int, message: str) -> dict[str, Any]:
+def default_render(status: int, code: str | None, message: str) -> dict[str, Any]:
     """The error body outside every platform's prefix."""
     return {"error": message}
+
+
+def owner(envelopes: Sequence[Envelope], path: str) -> Envelope | None:
+    """The platform whose prefix `path` falls under; the longest prefix wins (`/api/v1/containers`
+    is Hoody's even though `/api/v1` is Vers')."""
+    owners = [envelope for envelope in envelopes if envelope.owns(path)]
+    return max(owners, key=lambda envelope: len(envelope.prefix), default=None)
 
 
 def describe_validation_error(errors: Sequence[Any]) -> str:
@@ -48,10 +74,11 @@ def describe_validation_error(errors: Sequence[Any]) -> str:
     return f"{location}: {first.get('msg', 'invalid')}"
 
 
-def error_body(envelopes: Sequence[Envelope], path: str, status: int, message: str) -> dict[str, Any]:
-    """The error body for `path`, in the envelope of the platform whose prefix it falls under."""
-    owner = next((e for e in envelopes if path.startswith(e.prefix)), None)
-    return (owner.render if owner else default_render)(status, message)
+def error_body(envelopes: Sequence[Envelope], path: str, status: int, message: str,
+               code: str | None = None) -> dict[str, Any]:
+    """The error body for `path`, in the envelope of the platform that owns it."""
+    found = owner(envelopes, path)
+    return found.body(status, message, code) if found else default_render(status, code, message)
 
 
 async def send_error(send: Any, envelopes: Sequence[Envelope], path: str, status: int, message: str,
@@ -79,13 +106,18 @@ def allowed_methods(request: Request) -> str:
 def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
     """Render every error, including FastAPI's own 404/405/422, in the owning platform's envelope."""
 
-    def render(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-        body = error_body(envelopes, request.url.path, status, message)
+    def render(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None,
+               code: str | None = None) -> Response:
+        body = error_body(envelopes, request.url.path, status, message, code)
         return JSONResponse(body, status_code=status, headers=headers)
+
+    def validation_status(request: Request) -> int:
+        found = owner(envelopes, request.url.path)
+        return found.validation_status if found else 400
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        return render(request, exc.status, exc.message)
+        return render(request, exc.status, exc.message, code=exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -95,8 +127,8 @@ def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
         sent_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
         if sent_body and errors and errors[0].get("loc", ("",))[0] == "body" and media_type != "application/json":
             message = f"request body must be JSON sent with Content-Type: application/json, not {content_type!r}"
-            return render(request, 400, message)
-        return render(request, 400, describe_validation_error(errors))
+            return render(request, validation_status(request), message)
+        return render(request, validation_status(request), describe_validation_error(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -110,25 +142,31 @@ def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
             headers["Allow"] = allowed_methods(request)
         return render(request, exc.status_code, str(exc.detail), headers)
 
-    document_validation_errors_as_400(app)
+    document_validation_status(app, envelopes)
 
 
-def document_validation_errors_as_400(app: FastAPI) -> None:
-    """Drop the 422 FastAPI documents for every route: validation errors are 400s in the envelope.
+def document_validation_status(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
+    """Keep the 422 FastAPI documents only where the owning platform answers validation errors with it.
 
-    Each router documents its 400 with the platform's error model, so the served document lists only
-    what the server really returns.
+    Elsewhere validation errors are 400s in the envelope, which each router documents with the
+    platform's error model, so the served document lists only what the server really returns.
     """
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         document = build()  # generated once and cached by FastAPI; stripping it again is a no-op
-        for operations in document.get("paths", {}).values():
+        kept = False
+        for path, operations in document.get("paths", {}).items():
+            found = owner(envelopes, path)
             for operation in operations.values():
-                operation.get("responses", {}).pop("422", None)
-        schemas = document.get("components", {}).get("schemas", {})
-        for name in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(name, None)
+                if found is not None and found.validation_status == 422:
+                    kept = kept or "422" in operation.get("responses", {})
+                else:
+                    operation.get("responses", {}).pop("422", None)
+        if not kept:
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

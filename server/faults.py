@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envvars_server.errors import Envelope, send_error
+from envvars_server.errors import Envelope, owner, send_error
 
 FAULTS_PATH = "/_faults"
 KINDS = ("status", "reset", "stall", "late")
@@ -91,7 +91,7 @@ class FaultInjector:
         if path == FAULTS_PATH:
             await self._admin(method, receive, send)
             return
-        fault = self._due(method, path) if any(path.startswith(e.prefix) for e in self.envelopes) else None
+        fault = self._due(method, path) if owner(self.envelopes, path) else None
         if fault is None:
             await self.app(scope, receive, send)
             return

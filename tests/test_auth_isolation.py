@@ -21,6 +21,7 @@ import requests
 
 from envvars_server.app import PLATFORMS
 from envvars_server.auth import UNAUTHORIZED
+from envvars_server.errors import owner
 from envvars_server.launch import ServerProcess
 from envvars_server.store import DB_FILE, Store, hash_token
 from tests import openapi_doc
@@ -95,8 +96,9 @@ def request_for(method: str, path: str, victim: Victim, vm_or_commit: str = "vm"
 
 
 def envelope(path: str, status: int, message: str) -> dict[str, Any]:
-    owner = next(e for e in ENVELOPES if path.startswith(e.prefix))
-    return owner.render(status, message)
+    found = owner(ENVELOPES, path)
+    assert found is not None, path
+    return found.body(status, message)
 
 
 MALFORMED = {

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from envvars_server.app import PLATFORMS
+from envvars_server.errors import owner
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
 from tests import openapi_doc
 from tests.conftest import Api
@@ -74,9 +75,10 @@ def assert_rejected(response: requests.Response, path: str, status: int | tuple[
     expected = status if isinstance(status, tuple) else (status,)
     assert response.status_code in expected, (response.status_code, response.text[:300])
     body = response.json()
-    owner = next(e for e in ENVELOPES if path.startswith(e.prefix))
+    found = owner(ENVELOPES, path)
+    assert found is not None, path
     messages = [value for value in body.values() if isinstance(value, str)]
-    assert any(owner.render(response.status_code, message) == body for message in messages), body
+    assert any(found.body(response.status_code, message, body.get("code")) == body for message in messages), body
     return str(messages[0])
 
 

@@ -56,6 +56,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from envvars_server.app import PLATFORMS
+from envvars_server.errors import owner
 from envvars_server.launch import ServerProcess
 from tests import openapi_doc
 from tests.figures import figure, scaled
@@ -102,25 +103,17 @@ def fuzz_token(server: ServerProcess) -> Iterator[str]:
     assert requests.get(server.url + "/api/v1/vm", headers=headers, timeout=60).json() == []
 
 
-def rendered(envelope: Any, status: int, message: str, code: str | None) -> Any:
-    """An envelope's error body: `body(status, message, code)` where envelopes carry error codes, else
-    `render(status, message)`."""
-    if hasattr(envelope, "body"):
-        return envelope.body(status, message, code)
-    return envelope.render(status, message)
-
-
 def envelope_violation(path: str, status: int, response: requests.Response) -> str | None:
     """Why an error response is not in the envelope of the platform owning `path` (None when it is)."""
-    owner = max((e for e in ENVELOPES if path.startswith(e.prefix)), key=lambda e: len(e.prefix), default=None)
-    if owner is None:
+    found = owner(ENVELOPES, path)
+    if found is None:
         return None
     try:
         body = response.json()
     except ValueError:
         return f"{status} body is not JSON: {response.text[:200]!r}"
     strings = [value for value in body.values() if isinstance(value, str)] if isinstance(body, dict) else []
-    if not any(rendered(owner, status, message, code) == body for message in strings for code in [None, *strings]):
+    if not any(found.body(status, message, code) == body for message in strings for code in [None, *strings]):
         return f"{status} body is not the platform's envelope: {response.text[:200]!r}"
     return None
 

@@ -25,7 +25,7 @@ PLATFORM = "vers"
 PREFIX = "/api/v1"
 
 
-def render_error(status: int, message: str) -> dict[str, Any]:
+def render_error(status: int, code: str | None, message: str) -> dict[str, Any]:
     """Vers' documented `ErrorResponse`: `{"error": <reason>, "success": false}`."""
     return {"error": message, "success": False}
 
