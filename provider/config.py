@@ -1,4 +1,8 @@
-"""Provider configuration: `envvars:<key>` settings, each with an environment-variable fallback."""
+"""Provider configuration: `envvars:<key>` settings, each with an environment-variable fallback.
+
+The settings themselves are declared by each platform (`Platform.settings`); this module checks,
+warns about and resolves them.
+"""
 
 from __future__ import annotations
 
@@ -93,12 +97,11 @@ class Setting:
                 "secret values would cross the network unencrypted; use https://")
 
 
-SETTINGS = (
-    Setting("vers_url", "Base URL of the Vers orchestrator API. Falls back to VERS_URL.", "VERS_URL",
-            default="https://api.vers.sh", is_url=True),
-    Setting("vers_api_key", "API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.",
-            "VERS_API_KEY", secret=True),
-)
+def settings() -> tuple[Setting, ...]:
+    """Every setting of every platform (each platform declares its own)."""
+    from envvars_provider.registry import PLATFORMS
+
+    return tuple(setting for platform in PLATFORMS for setting in platform.settings)
 
 
 def auth_hint(setting: Setting) -> str:
@@ -130,7 +133,7 @@ def _given(given: Mapping[str, Any], setting: Setting) -> tuple[Any, str]:
 def check(given: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(setting, reason) for every malformed setting, including its environment fallback."""
     failures = []
-    for setting in SETTINGS:
+    for setting in settings():
         value, source = _given(given, setting)
         reason = setting.check(value)
         if reason:
@@ -141,7 +144,7 @@ def check(given: Mapping[str, Any]) -> list[tuple[str, str]]:
 def warnings(given: Mapping[str, Any]) -> list[str]:
     """Risks in acceptable settings (plain http to another machine), including environment fallbacks."""
     found = []
-    for setting in SETTINGS:
+    for setting in settings():
         value, source = _given(given, setting)
         warning = setting.warning(value)
         if warning:
@@ -157,7 +160,7 @@ def resolve(given: Mapping[str, Any]) -> Config:
     for warning in warnings(given):
         engine_log.warn(warning)
     values = {}
-    for setting in SETTINGS:
+    for setting in settings():
         value = given.get(setting.name)
         values[setting.name] = value if value is not None else os.environ.get(setting.env) or setting.default
     return Config(values)

@@ -1,9 +1,11 @@
-"""Every resource the provider serves: one module per platform, one line here each.
+"""Every platform the provider serves: one module per platform, one line here each.
 
 Imported on first use, not at plugin start: the platform modules pull in the HTTP stack.
 """
 
+from envvars_provider.platform import Platform
 from envvars_provider.resources.base import Resource
-from envvars_provider.resources.vers import RESOURCES as VERS
+from envvars_provider.resources.vers import PLATFORM as VERS
 
-RESOURCES: tuple[type[Resource], ...] = VERS
+PLATFORMS: tuple[Platform, ...] = (VERS,)
+RESOURCES: tuple[type[Resource], ...] = tuple(resource for platform in PLATFORMS for resource in platform.resources)

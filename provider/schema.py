@@ -11,9 +11,9 @@ import sys
 from typing import Any
 
 from envvars_provider import VERSION
-from envvars_provider.config import SETTINGS
+from envvars_provider.config import settings
 from envvars_provider.names import camel
-from envvars_provider.registry import RESOURCES
+from envvars_provider.registry import PLATFORMS, RESOURCES
 from envvars_provider.resources.base import STRING_MAP, Prop
 
 TYPES: dict[str, dict[str, Any]] = {
@@ -37,7 +37,7 @@ def _property(prop: Prop) -> dict[str, Any]:
 
 def _config() -> dict[str, dict[str, Any]]:
     variables = {}
-    for setting in SETTINGS:
+    for setting in settings():
         spec: dict[str, Any] = {"type": "string", "description": setting.description,
                                 "defaultInfo": {"environment": [setting.env]}}
         if setting.default is not None:
@@ -64,9 +64,10 @@ def build() -> dict[str, Any]:
         "name": "envvars",
         "displayName": "envvars",
         "version": VERSION,
-        "description": "Environment-variable collections as infrastructure: Vers env vars and VMs, with real "
-                       "diff and replace semantics.",
-        "keywords": ["pulumi", "envvars", "environment", "vers", "category/utility", "kind/native"],
+        "description": "Environment-variable collections as infrastructure, with real diff and replace "
+                       f"semantics: {', '.join(platform.title for platform in PLATFORMS)}.",
+        "keywords": ["pulumi", "envvars", "environment", *(platform.name for platform in PLATFORMS),
+                     "category/utility", "kind/native"],
         "license": "Apache-2.0",
         "config": {"variables": config},
         "provider": {

@@ -20,6 +20,7 @@ from envvars_provider.clients.http import RedirectRefused, origin
 from envvars_provider.clients.vers import VersClient
 from envvars_provider.errors import ConfigError, PlatformError
 from envvars_provider.protos import provider_pb2
+from envvars_provider.resources import vers
 from envvars_provider.values import to_struct
 from tests.plugin import Plugin, urn
 
@@ -175,7 +176,7 @@ def test_origin_is_scheme_host_and_port_only(url: str, expected: str) -> None:
 
 # -- envvars:versUrl ------------------------------------------------------------------------------
 
-URL = config.SETTINGS[0]
+URL = vers.URL
 assert URL.name == "vers_url"
 
 

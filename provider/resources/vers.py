@@ -11,14 +11,18 @@ from envvars.rules import describe, key_violation, violations
 from envvars.rules.vers import RULES
 from envvars_provider.claims import Claim, Others
 from envvars_provider.clients.vers import VersClient
-from envvars_provider.config import SETTINGS, Config, auth_hint
+from envvars_provider.config import Config, Setting, auth_hint
 from envvars_provider.errors import PartialApply, ProviderError
+from envvars_provider.platform import Platform
 from envvars_provider.resources.base import BOOLEAN, INTEGER, STRING, STRING_MAP, Diff, Prop, Resource, map_path
 from envvars_provider.values import UNKNOWN
 
 ACCOUNT_ID = "account"  # an EnvVars set has no id of its own on Vers: it is the account's set
 SCOPE = "vers"  # the claims of one provider instance: one Vers account
-API_KEY = next(setting for setting in SETTINGS if setting.name == "vers_api_key")
+URL = Setting("vers_url", "Base URL of the Vers orchestrator API. Falls back to VERS_URL.", "VERS_URL",
+              default="https://api.vers.sh", is_url=True)
+API_KEY = Setting("vers_api_key", "API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.",
+                  "VERS_API_KEY", secret=True)
 
 
 def _rule_failures(prop: str, variables: Any) -> list[tuple[str, str]]:
@@ -321,4 +325,4 @@ class Vm(VersResource):
         return {"vm_id": vm_id, "state": metadata.get("state", "running"), "ip": metadata.get("ip", "")}
 
 
-RESOURCES: tuple[type[Resource], ...] = (EnvVars, EnvVar, Vm)
+PLATFORM = Platform("vers", "Vers", settings=(URL, API_KEY), resources=(EnvVars, EnvVar, Vm))
