@@ -16,6 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from envvars_provider.config import settings
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -50,8 +52,8 @@ class Workspace:
             "NO_COLOR": "1",
             # The pinned language host predates runtime.options.virtualenv: name the venv's python.
             "PULUMI_PYTHON_CMD": str(VENV_BIN / "python"),
-            "VERS_URL": server_url,
-            "VERS_API_KEY": token,
+            # Every platform's URL and token settings point at the one reference server and user.
+            **{setting.env: server_url if setting.is_url else token for setting in settings()},
         }
         self.stack = stack
         self.run("stack", "init", stack)

@@ -74,9 +74,14 @@ class Setting:
     is_url: bool = False
 
     @property
+    def wire(self) -> str:
+        """The setting's name in the provider's inputs: `versUrl`."""
+        return camel(self.name)
+
+    @property
     def key(self) -> str:
         """The setting as a program configures it: `envvars:versUrl`."""
-        return "envvars:" + camel(self.name)
+        return "envvars:" + self.wire
 
     def check(self, value: Any) -> str | None:
         """The reason `value` is not acceptable, or None."""

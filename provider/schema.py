@@ -12,7 +12,6 @@ from typing import Any
 
 from envvars_provider import VERSION
 from envvars_provider.config import settings
-from envvars_provider.names import camel
 from envvars_provider.registry import PLATFORMS, RESOURCES
 from envvars_provider.resources.base import STRING_MAP, Prop
 
@@ -44,7 +43,7 @@ def _config() -> dict[str, dict[str, Any]]:
             spec["default"] = setting.default
         if setting.secret:
             spec["secret"] = True
-        variables[camel(setting.name)] = spec
+        variables[setting.wire] = spec
     return variables
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from envvars_provider.config import settings
 from envvars_provider.protos import provider_pb2, provider_pb2_grpc
 from envvars_provider.values import SECRET_SIG, SIG_KEY, from_struct, to_struct
 
@@ -27,8 +28,8 @@ class Plugin:
         self.stub = provider_pb2_grpc.ResourceProviderStub(self.channel)
 
     def configure(self, url: str, token: str) -> None:
-        """Configure the provider against a server."""
-        args = to_struct({"versUrl": url, "versApiKey": secret(token)})
+        """Configure every platform's URL and token settings against one server and user."""
+        args = to_struct({setting.wire: url if setting.is_url else secret(token) for setting in settings()})
         self.stub.Configure(provider_pb2.ConfigureRequest(args=args, acceptSecrets=True))
 
     def close(self) -> None:
