@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from envvars_server.errors import Envelope, owner, send_error
+from envvars_server.errors import Envelope, owner, send_error, unread_body
 from envvars_server.store import Store
 
 UNAUTHORIZED = "missing or invalid API token: send 'Authorization: Bearer <token>'"
@@ -43,7 +43,8 @@ class BearerAuth:
             return
         user = self._user(scope["headers"])
         if user is None:
-            await send_error(send, self.envelopes, path, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
+            await send_error(send, self.envelopes, path, 401, UNAUTHORIZED,
+                             [(b"www-authenticate", b"Bearer"), *unread_body(scope)])
             return
         scope.setdefault("state", {})["user_id"] = user
         await self.app(scope, receive, send)

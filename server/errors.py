@@ -81,6 +81,14 @@ def error_body(envelopes: Sequence[Envelope], path: str, status: int, message: s
     return found.body(status, message, code) if found else default_render(status, code, message)
 
 
+def unread_body(scope: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+    """`Connection: close` for a request refused before its declared body was read: the unread bytes
+    would otherwise be parsed as the connection's next request (a plain-text 400, outside every envelope)."""
+    headers = dict(scope.get("headers") or [])
+    declared = headers.get(b"content-length", b"0").strip() not in (b"0", b"") or b"transfer-encoding" in headers
+    return [(b"connection", b"close")] if declared else []
+
+
 async def send_error(send: Any, envelopes: Sequence[Envelope], path: str, status: int, message: str,
                      headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """Answer an ASGI request from a middleware with an error in the envelope of the platform owning `path`."""

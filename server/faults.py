@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envvars_server.errors import Envelope, owner, send_error
+from envvars_server.errors import Envelope, owner, send_error, unread_body
 
 FAULTS_PATH = "/_faults"
 KINDS = ("status", "reset", "stall", "late")
@@ -99,7 +99,7 @@ class FaultInjector:
         if fault.kind == "status":
             message = f"injected fault: {fault.status} (envvars-server serve --faults)"
             headers = [] if fault.retry_after is None else [(b"retry-after", str(int(fault.retry_after)).encode())]
-            await send_error(send, self.envelopes, path, fault.status, message, headers)
+            await send_error(send, self.envelopes, path, fault.status, message, [*headers, *unread_body(scope)])
         elif fault.kind == "reset":
             # A header value the HTTP layer refuses to serialise: the server then drops the
             # connection with nothing written, which the client sees as a reset.
