@@ -148,6 +148,8 @@ def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
         if exc.status_code == 405:
             # RFC 9110: a 405 lists every method the path allows (Starlette names only one route's).
             headers["Allow"] = allowed_methods(request)
+        if exc.status_code in (404, 405):  # routing refused it: no route read its body
+            headers |= {name.decode(): value.decode() for name, value in unread_body(request.scope)}
         return render(request, exc.status_code, str(exc.detail), headers)
 
     document_validation_status(app, envelopes)

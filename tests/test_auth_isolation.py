@@ -175,18 +175,21 @@ def test_tokens_are_stored_as_digests_only(server: ServerProcess, victim: Victim
     assert store.user_for_token(hash_token(victim.token)) is None  # the digest is not a credential
 
 
-def test_a_refused_request_with_an_unread_body_closes_its_connection(server: ServerProcess) -> None:
-    """The 401 comes before the body is read: the rest of the body must never be parsed as a next request."""
+@pytest.mark.parametrize(("path", "status"), [("/api/v1/env_vars", b"401"), ("/nowhere", b"404")])
+def test_a_refused_request_with_an_unread_body_closes_its_connection(
+    server: ServerProcess, path: str, status: bytes,
+) -> None:
+    """Refused before its body is read (no token, no route): the rest must never be parsed as a next request."""
     host, port = server.url.split("//")[1].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as conn:
-        conn.sendall(b"PUT /api/v1/env_vars HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 40\r\n\r\n" + b'{"vars": ')  # the body's start only
-        time.sleep(0.3)  # the 401 is sent meanwhile
+        conn.sendall(f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+                     + b"Content-Length: 40\r\n\r\n" + b'{"vars": ')  # the body's start only
+        time.sleep(0.3)  # the refusal is sent meanwhile
         with contextlib.suppress(OSError):  # the server may already have closed its end
             conn.sendall(b'{"A": "1"}, "x": 1} ' + b"GET /api/v1/system/version HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = b""
         with contextlib.suppress(OSError):
             while chunk := conn.recv(65536):
                 answer += chunk
-    assert answer.startswith(b"HTTP/1.1 401 ") and b"connection: close" in answer.lower(), answer[:300]
+    assert answer.startswith(b"HTTP/1.1 " + status) and b"connection: close" in answer.lower(), answer[:300]
     assert answer.count(b"HTTP/1.1 ") == 1 and b"Invalid HTTP request" not in answer, answer
