@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -14,30 +15,29 @@ from envvars_server.errors import install_error_handlers
 from envvars_server.faults import FaultInjector
 from envvars_server.inputs import StrictInput
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
-from envvars_server.platforms import vers, vers_vm
-from envvars_server.slots import UserSlots
+from envvars_server.platform import Runtime
+from envvars_server.platforms import PLATFORMS
 from envvars_server.store import Store
-
-# Adding a platform: its module, and one line here.
-PLATFORMS = [vers, vers_vm]
 
 
 def create_app(
     data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, faults: bool = False,
-    set_limits: SetLimits | None = None, vm_slots: UserSlots | None = None, **vm_limits: int,
+    set_limits: SetLimits | None = None, **options: Any,
 ) -> FastAPI:
-    """Build the server for one data dir (SQLite file, VM disks, commits); `faults` is for tests only.
+    """Build the server for one data dir (SQLite file, workloads' disks); `faults` is for tests only.
 
-    `vm_limits`: `max_vms_per_user` and `max_procs` (per VM), see `server/orchestrator.py`.
+    `options` reach every platform's `run` (e.g. Vers' `max_vms_per_user`, `max_procs`, `vm_slots`).
     """
     store = Store(data_dir, set_limits)
-    orchestrator = vers_vm.make_orchestrator(store, data_dir, **vm_limits)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        orchestrator.recover()
-        yield
-        orchestrator.shutdown()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(app, store, data_dir, options)
+        with ExitStack() as running:
+            for platform in PLATFORMS:
+                if platform.run is not None:
+                    running.enter_context(platform.run(runtime))
+            yield
 
     app = FastAPI(
         title="envvars reference server",
@@ -46,11 +46,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.store = store
-    app.state.orchestrator = orchestrator
-    app.state.vm_slots = vm_slots or UserSlots()
-    envelopes = [platform.ENVELOPE for platform in PLATFORMS]
+    envelopes = [platform.envelope for platform in PLATFORMS]
     for platform in PLATFORMS:
-        app.include_router(platform.router)
+        for router in platform.routers:
+            app.include_router(router)
     install_error_handlers(app, envelopes)
     # Outermost last: faults (tests only), auth before any body is read, the body limit, strict input.
     app.add_middleware(StrictInput, envelopes=envelopes)  # reads whole bodies: only inside the body limit

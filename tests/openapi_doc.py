@@ -2,7 +2,7 @@
 
 The document is built in-process (the same one the server serves, checked by the fuzz tests), so
 tests can be parametrized over it at collection time: a new platform's routes are covered as soon
-as its router is registered in `server/app.py`.
+as its routers are registered in `server/platforms/__init__.py`.
 """
 
 from __future__ import annotations

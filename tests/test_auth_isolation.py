@@ -22,17 +22,17 @@ from typing import Any
 import pytest
 import requests
 
-from envvars_server.app import PLATFORMS
 from envvars_server.auth import UNAUTHORIZED
 from envvars_server.errors import owner
 from envvars_server.launch import ServerProcess
+from envvars_server.platforms import PLATFORMS
 from envvars_server.store import DB_FILE, Store, hash_token
 from tests import openapi_doc
 from tests.conftest import Api
 from tests.figures import figure
 
 OPERATIONS = openapi_doc.operations()
-ENVELOPES = [platform.ENVELOPE for platform in PLATFORMS]
+ENVELOPES = [platform.envelope for platform in PLATFORMS]
 _tally = {"requests": 0, "victim_data_seen": 0}
 
 

@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 import requests
 
-from envvars_server.app import PLATFORMS
 from envvars_server.errors import owner
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
+from envvars_server.platforms import PLATFORMS
 from tests import openapi_doc
 from tests.conftest import Api
 from tests.figures import figure
 
 OPERATIONS = openapi_doc.operations()
 WITH_BODY = [(m, p) for m, p in OPERATIONS if openapi_doc.body_schema(m, p) is not None]
-ENVELOPES = [platform.ENVELOPE for platform in PLATFORMS]
+ENVELOPES = [platform.envelope for platform in PLATFORMS]
 TEN_MB = 10 * 1024 * 1024
 _tally = {"requests": 0, "stored_after": 0}
 

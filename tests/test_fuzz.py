@@ -55,9 +55,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from envvars_server.app import PLATFORMS
 from envvars_server.errors import owner
 from envvars_server.launch import ServerProcess
+from envvars_server.platforms import PLATFORMS
 from tests import openapi_doc
 from tests.figures import figure, scaled
 
@@ -65,7 +65,7 @@ SEED = 20261123
 CASES = scaled(200, 2000)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection, positive_data_acceptance]
-ENVELOPES = [platform.ENVELOPE for platform in PLATFORMS]
+ENVELOPES = [platform.envelope for platform in PLATFORMS]
 VM_ID_PARAMS = ("vm_id", "vm_or_commit_id")
 # The only 400s a schema-valid request may get: the document cannot say what a VM's filesystem holds.
 STATE_DEPENDENT = re.compile(r"is (not )?a directory|is not a regular file|outside the VM's root filesystem")

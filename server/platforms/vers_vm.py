@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,12 +14,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, S
 from envvars_server.auth import current_user
 from envvars_server.errors import ApiError
 from envvars_server.orchestrator import Orchestrator
+from envvars_server.platform import Runtime
 from envvars_server.platforms.vers import ENVELOPE, ERRORS, PLATFORM, PREFIX, ErrorResponse
 from envvars_server.sandbox.protocol import DEFAULT_EXEC_TIMEOUT_S, MAX_EXEC_TIMEOUT_S
 from envvars_server.slots import UserSlots
-from envvars_server.store import Store
 
-__all__ = ["ENVELOPE", "make_orchestrator", "router"]
+__all__ = ["ENVELOPE", "router", "run"]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "No such VM or commit"}}
 NOT_READY: dict[int | str, dict[str, Any]] = {
@@ -59,9 +60,26 @@ NO_NUL: dict[str, JsonValue] = {"pattern": r"^[^\u0000]*$"}
 BASE64: dict[str, JsonValue] = {"pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
 
 
-def make_orchestrator(store: Store, data_dir: Path, **options: int) -> Orchestrator:
-    """The orchestrator whose VMs are injected with each user's Vers env-var set (`options`: its limits)."""
-    return Orchestrator(store, data_dir, env_for=lambda owner: store.get_vars(PLATFORM, owner), **options)
+VM_LIMITS = ("max_vms_per_user", "max_procs")
+
+
+@contextmanager
+def run(runtime: Runtime) -> Iterator[None]:
+    """The VMs of every user, injected with their owner's Vers set: recovered at start, stopped at the end.
+
+    Options: `max_vms_per_user` and `max_procs` (see `server/orchestrator.py`), `vm_slots` (`UserSlots`).
+    """
+    store = runtime.store
+    limits = {name: runtime.options[name] for name in VM_LIMITS if runtime.options.get(name) is not None}
+    orchestrator = Orchestrator(store, runtime.data_dir, env_for=lambda owner: store.get_vars(PLATFORM, owner),
+                                **limits)
+    runtime.app.state.orchestrator = orchestrator
+    runtime.app.state.vm_slots = runtime.options.get("vm_slots") or UserSlots()
+    orchestrator.recover()
+    try:
+        yield
+    finally:
+        orchestrator.shutdown()
 
 
 async def orchestrator_of(request: Request) -> Orchestrator:  # async: no thread hop (see current_user)

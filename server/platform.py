@@ -1,0 +1,39 @@
+"""What a platform brings to the server: where its API lives, how it answers, and what it runs.
+
+A platform module (or package) declares one `Platform`; `server/platforms/__init__.py` lists them
+and `server/app.py` serves every one the same way, so nothing shared names a platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from envvars_server.errors import Envelope
+from envvars_server.store import Store
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a platform's machinery may use: the store, the data dir, and the server's options."""
+
+    app: FastAPI
+    store: Store
+    data_dir: Path
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Platform:
+    """One platform of the reference server."""
+
+    name: str
+    envelope: Envelope
+    routers: tuple[APIRouter, ...]
+    run: Callable[[Runtime], AbstractContextManager[None]] | None = None
+    """Started with the server and stopped with it (its workloads: recovered, then shut down)."""
