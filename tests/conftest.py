@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -90,3 +91,31 @@ def sandbox(isolation: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     vm.boot()
     yield vm
     vm.destroy()
+
+
+# -- a server with fault injection (`--faults`), shared by the suites that arm plans ---------------
+
+@pytest.fixture(scope="session")
+def _faults_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data_dir = tmp_path_factory.mktemp("faulty-server")
+    with (data_dir.parent / "faulty-server.log").open("w") as log, \
+            ServerProcess(data_dir, log=log, args=["--faults"]) as process:
+        yield process
+
+
+@pytest.fixture
+def faulty_server(_faults_process: ServerProcess) -> Iterator[ServerProcess]:
+    """The reference server with `--faults`; whatever plan a test arms is disarmed after it."""
+    yield _faults_process
+    requests.delete(_faults_process.url + "/_faults", timeout=10)
+
+
+def arm(server: ServerProcess, *faults: dict[str, Any]) -> None:
+    """Replace the server's fault plan with `faults` (none: disarm); see `server/faults.py`."""
+    response = requests.post(server.url + "/_faults", json={"faults": list(faults)}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def injected(server: ServerProcess) -> int:
+    """How many faults the server has injected so far, of every kind."""
+    return sum(requests.get(server.url + "/_faults", timeout=10).json()["injected"].values())

@@ -8,17 +8,15 @@ preview's steps and detailed diffs, the up's error, the stack's state, and what 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from envvars_provider.clients.http import retry_policy
 from envvars_server.launch import ServerProcess
 from envvars_server.sandbox.host import host
-from tests.conftest import Api
+from tests.conftest import Api, arm, injected
 from tests.figures import figure
 from tests.test_cli import (
     STACK,
@@ -113,23 +111,6 @@ def test_every_vm_input_replaces_the_vm(tmp_path: Path, server: ServerProcess, a
 # -- 2. An update that fails part-way, then the next up finishes it ----------------------------------
 
 FAILING_KEY = "Z_FAILS"  # removed by the update; every DELETE of it answers 500 while the fault is armed
-
-
-@pytest.fixture(scope="module")
-def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data_dir = tmp_path_factory.mktemp("faulty-server")
-    with (data_dir.parent / "faulty-server.log").open("w") as log, \
-            ServerProcess(data_dir, log=log, args=["--faults"]) as process:
-        yield process
-
-
-def arm(server: ServerProcess, *faults: dict[str, Any]) -> None:
-    response = requests.post(server.url + "/_faults", json={"faults": list(faults)}, timeout=10)
-    assert response.status_code == 200, response.text
-
-
-def injected(server: ServerProcess) -> int:
-    return sum(requests.get(server.url + "/_faults", timeout=10).json()["injected"].values())
 
 
 def test_an_update_that_fails_part_way_is_finished_by_the_next_up(tmp_path: Path, faulty_server: ServerProcess) -> None:

@@ -21,6 +21,7 @@ import requests
 
 from envvars_server.launch import ServerProcess
 from examples.workspace import Workspace
+from tests.conftest import arm, injected
 from tests.figures import figure, scaled
 
 pytestmark = pytest.mark.slow
@@ -49,23 +50,6 @@ FIRST_UP: dict[str, str | None] = {
     "VM create answered after the client timeout": None,
 }
 CLIENT_TIMEOUT_S = "2"
-
-
-@pytest.fixture(scope="module")
-def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    data_dir = tmp_path_factory.mktemp("faulty-server")
-    with (data_dir.parent / "faulty-server.log").open("w") as log, \
-            ServerProcess(data_dir, log=log, args=["--faults"]) as server:
-        yield server
-
-
-def arm(server: ServerProcess, *faults: dict[str, Any]) -> None:
-    response = requests.post(server.url + "/_faults", json={"faults": list(faults)}, timeout=10)
-    assert response.status_code == 200, response.text
-
-
-def injected(server: ServerProcess) -> int:
-    return sum(requests.get(server.url + "/_faults", timeout=10).json()["injected"].values())
 
 
 def test_faults_are_off_without_the_switch(server: ServerProcess) -> None:

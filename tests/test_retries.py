@@ -26,6 +26,7 @@ from envvars_provider.clients.http import ApiSession, retry_policy
 from envvars_provider.clients.vers import VersClient
 from envvars_provider.errors import PlatformError, UnreachableError
 from envvars_server.launch import ServerProcess
+from tests.conftest import arm, injected
 from tests.figures import figure
 
 BUDGET = 3  # retries after the first attempt, in the short policy
@@ -54,16 +55,6 @@ UNLIMITED = 10_000
 _users = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A reference server of this file's own with fault injection on; every test arms its plan."""
-    data_dir = tmp_path_factory.mktemp("retries-server")
-    with (data_dir.parent / "retries-server.log").open("w") as log, \
-            ServerProcess(data_dir, log=log, args=["--faults"]) as process:
-        yield process
-        requests.delete(process.url + "/_faults", timeout=10)
-
-
 def make_client(server: ServerProcess, short: bool = True) -> VersClient:
     """A `VersClient` of a fresh user, built as the provider builds it; `short`: backoff and budget shortened."""
     token = server.token(f"retries-{next(_users)}")
@@ -76,11 +67,11 @@ def make_client(server: ServerProcess, short: bool = True) -> VersClient:
 
 
 @pytest.fixture
-def clients(faulty: ServerProcess) -> Iterator[Callable[..., VersClient]]:
+def clients(faulty_server: ServerProcess) -> Iterator[Callable[..., VersClient]]:
     made: list[VersClient] = []
 
     def make(short: bool = True) -> VersClient:
-        made.append(make_client(faulty, short))
+        made.append(make_client(faulty_server, short))
         return made[-1]
 
     yield make
@@ -88,17 +79,10 @@ def clients(faulty: ServerProcess) -> Iterator[Callable[..., VersClient]]:
         client.api.session.close()
 
 
-def arm(server: ServerProcess, method: str, fault: dict[str, Any], count: int) -> int:
+def arm_call(server: ServerProcess, method: str, fault: dict[str, Any], count: int) -> int:
     """Arm `fault` on `method`'s call, `count` times; returns the server's injected total so far."""
-    path = CALLS[method][0]
-    plan = {**fault, "count": count, "methods": [method], "path_prefix": path}
-    response = requests.post(server.url + "/_faults", json={"faults": [plan]}, timeout=10)
-    assert response.status_code == 200, response.text
+    arm(server, {**fault, "count": count, "methods": [method], "path_prefix": CALLS[method][0]})
     return injected(server)
-
-
-def injected(server: ServerProcess) -> int:
-    return sum(requests.get(server.url + "/_faults", timeout=10).json()["injected"].values())
 
 
 def call(client: VersClient, method: str) -> Any:
@@ -107,7 +91,7 @@ def call(client: VersClient, method: str) -> Any:
 
 def waited(server: ServerProcess, client: VersClient, method: str, retry_after: int) -> tuple[float, int]:
     """Seconds one call took with a 429 (Retry-After: `retry_after`) on its first attempt, and the faults."""
-    before = arm(server, method, {"kind": "status", "status": 429, "retry_after": retry_after}, 1)
+    before = arm_call(server, method, {"kind": "status", "status": 429, "retry_after": retry_after}, 1)
     start = time.perf_counter()
     if method == "POST":  # it gets past the 429 to the server's validation
         with pytest.raises(PlatformError) as refused:
@@ -119,25 +103,27 @@ def waited(server: ServerProcess, client: VersClient, method: str, retry_after: 
 
 
 @pytest.mark.parametrize("method", list(CALLS))
-def test_429_waits_out_retry_after(faulty: ServerProcess, clients: Callable[..., VersClient], method: str) -> None:
-    elapsed, faults = waited(faulty, clients(), method, retry_after=1)
+def test_429_waits_out_retry_after(
+    faulty_server: ServerProcess, clients: Callable[..., VersClient], method: str,
+) -> None:
+    elapsed, faults = waited(faulty_server, clients(), method, retry_after=1)
     figure(f"retries: 429 Retry-After 1 s on {method}", waited_ms=round(elapsed * 1000), attempts=faults + 1)
     assert faults == 1  # the 429 reached the client, and the retry got through
     assert elapsed >= 1.0, f"retried {elapsed * 1000:.0f} ms after a 429 with Retry-After: 1"
 
 
-def test_the_providers_own_policy_waits_and_retries(faulty: ServerProcess,
+def test_the_providers_own_policy_waits_and_retries(faulty_server: ServerProcess,
                                                     clients: Callable[..., VersClient]) -> None:
     """The client as the provider builds it (no shortened policy): a 429 waited out, then a 503 retried."""
     client = clients(short=False)
     plan = [{"kind": "status", "status": 429, "retry_after": 1, "count": 1, "path_prefix": VARS},
             {"kind": "status", "status": 503, "count": 1, "path_prefix": VARS}]  # on the retry
-    before = injected(faulty)
-    assert requests.post(faulty.url + "/_faults", json={"faults": plan}, timeout=10).status_code == 200
+    before = injected(faulty_server)
+    assert requests.post(faulty_server.url + "/_faults", json={"faults": plan}, timeout=10).status_code == 200
     start = time.perf_counter()
     assert client.get_vars() == {}
     elapsed = time.perf_counter() - start
-    faults = injected(faulty) - before
+    faults = injected(faulty_server) - before
     figure("retries: provider's own policy, GET through 429 + 503", waited_ms=round(elapsed * 1000),
            attempts=faults + 1)
     assert faults == 2
@@ -145,15 +131,17 @@ def test_the_providers_own_policy_waits_and_retries(faulty: ServerProcess,
 
 
 @pytest.mark.parametrize("method", RETRIED)
-def test_5xx_and_resets_are_retried(faulty: ServerProcess, clients: Callable[..., VersClient], method: str) -> None:
+def test_5xx_and_resets_are_retried(
+    faulty_server: ServerProcess, clients: Callable[..., VersClient], method: str,
+) -> None:
     """Each fault twice, then the request passes: the call succeeds after three attempts."""
     client = clients()
     attempts = {}
     for name, fault in FAULTS.items():
         client.put_vars({"K": "v"}, replace=False)  # so that DELETE has something to delete
-        before = arm(faulty, method, fault, count=2)
+        before = arm_call(faulty_server, method, fault, count=2)
         result = call(client, method)
-        attempts[name] = injected(faulty) - before + 1
+        attempts[name] = injected(faulty_server) - before + 1
         if method == "GET":
             assert result == {"K": "v"}
         elif method == "DELETE":
@@ -163,38 +151,39 @@ def test_5xx_and_resets_are_retried(faulty: ServerProcess, clients: Callable[...
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_post_is_not_retried_on_5xx_or_reset(faulty: ServerProcess, clients: Callable[..., VersClient],
+def test_post_is_not_retried_on_5xx_or_reset(faulty_server: ServerProcess, clients: Callable[..., VersClient],
                                              fault: str) -> None:
     """A POST the server may have applied is sent once; the error names the request."""
     client = clients()
-    before = arm(faulty, "POST", FAULTS[fault], count=UNLIMITED)
+    before = arm_call(faulty_server, "POST", FAULTS[fault], count=UNLIMITED)
     with pytest.raises((PlatformError, UnreachableError)) as failed:
         client.new_root(BAD_VM_CONFIG)
-    attempts = injected(faulty) - before
+    attempts = injected(faulty_server) - before
     figure(f"retries: POST under {fault}", attempts=attempts)
     assert attempts == 1
     if fault == "reset":
         assert isinstance(failed.value, UnreachableError)
-        assert f"POST {faulty.url}{NEW_ROOT}: no answer" in str(failed.value)
+        assert f"POST {faulty_server.url}{NEW_ROOT}: no answer" in str(failed.value)
     else:
         assert str(failed.value).startswith(f"POST {NEW_ROOT} failed with HTTP {fault}: injected fault")
 
 
 @pytest.mark.parametrize("method", list(CALLS))
-def test_the_budget_ends_with_a_clear_error(faulty: ServerProcess, clients: Callable[..., VersClient],
+def test_the_budget_ends_with_a_clear_error(faulty_server: ServerProcess, clients: Callable[..., VersClient],
                                             method: str) -> None:
     """Every attempt faulted: the first and BUDGET retries reach the server, then one clear error."""
     attempts = {}
     faults = FAULTS if method in RETRIED else {"429": {"kind": "status", "status": 429}}
     for name, fault in faults.items():
-        before = arm(faulty, method, fault, count=UNLIMITED)
+        before = arm_call(faulty_server, method, fault, count=UNLIMITED)
         with pytest.raises((PlatformError, UnreachableError)) as failed:
             call(clients(), method)
-        attempts[name] = injected(faulty) - before
+        attempts[name] = injected(faulty_server) - before
         message = str(failed.value)
         if name == "reset":
             assert isinstance(failed.value, UnreachableError), message
-            assert message.startswith(f"{method} {faulty.url}{CALLS[method][0]}: no answer after retries"), message
+            expected = f"{method} {faulty_server.url}{CALLS[method][0]}: no answer after retries"
+            assert message.startswith(expected), message
         else:
             assert isinstance(failed.value, PlatformError) and failed.value.status == int(name), message
             assert message.startswith(f"{method} {CALLS[method][0]} failed with HTTP {name}: "), message
