@@ -2,10 +2,11 @@
 
 The engine checks every resource of the program before it deletes those the program dropped, but
 it may update or replace one resource before it has checked the next. A resource that gives up
-keys therefore deletes them while holding the registry, and only those no other resource has
-claimed: a key moved to another resource is never deleted by the one that let it go, in whichever
+keys therefore deletes them while holding the registry, and only those no resource of the program
+claims: a key moved to another resource is never deleted by the one that let it go, in whichever
 order the engine runs the steps (a claim made later is registered after the delete, and the
-claimant's own write follows its check).
+claimant's own write follows its check). A resource's own claim counts too: when it is replaced
+under the same URN, the old copy's delete leaves what the new copy manages.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Claim:
         return self.exclusive or key in self.keys
 
 
-# A resource's view of the registry during a step: every other resource's claims in a scope, merged,
+# A resource's view of the registry during a step: every claim of the program in a scope, merged,
 # with no new claim registered until the block ends.
 Others = Callable[[str], AbstractContextManager[Claim]]
 
@@ -65,13 +66,13 @@ class Claims:
         return []
 
     @contextlib.contextmanager
-    def others(self, urn: str, scope: str) -> Iterator[Claim]:
-        """Every claim in `scope` but `urn`'s, merged; no claim is registered until the block ends."""
+    def held(self, scope: str) -> Iterator[Claim]:
+        """Every claim in `scope`, merged; no claim is registered until the block ends.
+
+        A resource giving keys up may include itself: an update gives up only keys outside its new
+        claim, and a resource deleted because the program dropped it has no claim (it was never checked).
+        """
         with self._lock:
-            claims = [claim for other, claim in self._by_urn.items() if other != urn and claim.scope == scope]
+            claims = [claim for claim in self._by_urn.values() if claim.scope == scope]
             yield Claim(scope, frozenset().union(*(claim.keys for claim in claims)),
                         any(claim.exclusive for claim in claims))
-
-    def bound(self, urn: str) -> Others:
-        """`others` for one resource."""
-        return lambda scope: self.others(urn, scope)

@@ -231,7 +231,7 @@ class Provider(ResourceProviderServicer):
         if request.preview:
             return provider_pb2.UpdateResponse(properties=props.encode(resource.preview(olds, news), secrets))
         what = f"updating {request.type} '{_name(request.urn)}'"
-        others = self._claims.bound(request.urn)
+        others = self._claims.held
         state = self._guard(context, what, lambda: resource.update(request.id, olds, news, others), props,
                             secrets)
         return provider_pb2.UpdateResponse(properties=props.encode(state, secrets))
@@ -240,7 +240,7 @@ class Provider(ResourceProviderServicer):
         resource, props = self._handler(request.type)
         state, _ = props.decode(request.properties)
         what = f"deleting {request.type} '{_name(request.urn)}'"
-        others = self._claims.bound(request.urn)
+        others = self._claims.held
         self._guard(context, what, lambda: resource.delete(request.id, state, others))
         return empty_pb2.Empty()
 

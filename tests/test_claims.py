@@ -20,13 +20,15 @@ def test_an_exclusive_claim_conflicts_within_its_scope_only() -> None:
     assert claims.register("urn::one", Claim("vers", frozenset({"B"})))[0].startswith("'all' is exclusive")
 
 
-def test_others_merges_the_other_resources_of_the_scope() -> None:
+def test_held_merges_every_claim_of_the_scope() -> None:
     claims = Claims()
     claims.register("urn::a", Claim("s1", frozenset({"A"})))
     claims.register("urn::b", Claim("s1", frozenset({"B"})))
     claims.register("urn::c", Claim("s2", frozenset({"C"}), exclusive=True))
-    with claims.others("urn::a", "s1") as kept:
-        assert kept == Claim("s1", frozenset({"B"}))
-        assert kept.covers("B") and not kept.covers("A") and not kept.covers("C")
-    with claims.bound("urn::gone")("s2") as kept:
+    with claims.held("s1") as kept:
+        assert kept == Claim("s1", frozenset({"A", "B"}))
+        assert kept.covers("B") and kept.covers("A") and not kept.covers("C")
+    with claims.held("s2") as kept:
         assert kept.covers("anything")
+    with claims.held("s3") as kept:
+        assert not kept.covers("A")

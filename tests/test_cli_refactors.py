@@ -233,3 +233,18 @@ def test_refresh_preview_after_moves_is_clean(tmp_path: Path, server: ServerProc
     ws.up()
     steps, counts = refresh_preview(ws)
     assert counts == {"same": 4}, steps
+
+
+def test_replacing_a_resource_in_place_keeps_its_keys(tmp_path: Path, server: ServerProcess, api: Api) -> None:
+    """`pulumi up --replace`: the old copy's delete runs after the new copy wrote the same keys."""
+    ws = workspace(tmp_path, server, api)
+    shapes = [({"vars": {"x": {"key": "Y", "value": "y"}}, "sets": {"some": {"vars": {"A": "1"}}}}, ["EnvVar::x",
+                                                                                                  "EnvVars::some"]),
+              ({"vars": {}, "sets": {"all": {"vars": {"A": "1", "Y": "y"}, "exclusive": True}}}, ["EnvVars::all"])]
+    for shape, replaced in shapes:
+        configure(ws, **shape)
+        ws.up()
+        for resource in replaced:
+            ws.up("--replace", f"urn:pulumi:dev::envvars-cli-test::envvars:vers:{resource}")
+            assert stored(api) == {"A": "1", "Y": "y"}, resource
+            assert state_vars(ws) == stored(api), resource

@@ -168,6 +168,23 @@ def test_keys_claimed_by_another_resource_are_never_deleted(plugin: Plugin, api:
     assert api.get("/api/v1/env_vars").json()["vars"] == {"A": "1", "C": "3"}
 
 
+@pytest.mark.parametrize(("token", "name", "inputs"), [
+    (ENV_VAR, "k", {"key": "K", "value": "1"}),
+    (ENV_VARS, "some", {"vars": {"K": "1"}, "exclusive": False}),
+    (ENV_VARS, "all", {"vars": {"K": "1"}, "exclusive": True}),
+])
+def test_a_resource_replaced_under_its_own_urn_keeps_its_keys(
+    plugin: Plugin, api: Api, token: str, name: str, inputs: dict,
+) -> None:
+    """`pulumi up --replace`: the new copy is checked and created, then the old copy deleted."""
+    old = create(plugin, token, name, inputs)
+    assert not check(plugin, token, name, inputs).failures
+    create(plugin, token, name, inputs)
+    plugin.stub.Delete(provider_pb2.DeleteRequest(id=old.id, urn=urn(token, name), type=token,
+                                                  properties=old.properties))
+    assert api.get("/api/v1/env_vars").json()["vars"] == {"K": "1"}
+
+
 def test_exclusive_delete_leaves_what_its_successor_owns(plugin: Plugin, api: Api) -> None:
     created = create(plugin, ENV_VARS, "all", {"vars": {"A": "1"}, "exclusive": True})
     assert not check(plugin, ENV_VARS, "all_renamed", {"vars": {"A": "1"}, "exclusive": True}).failures
