@@ -192,7 +192,8 @@ class Provider(ResourceProviderServicer):
         resource, props = self._handler(request.type)
         olds, _ = props.decode(request.olds)
         news, _ = props.decode(request.news)
-        result = resource.diff(olds, news)
+        what = f"diffing {request.type} '{_name(request.urn)}'"
+        result = self._guard(context, what, lambda: resource.diff(olds, news))  # may read the platform
         return provider_pb2.DiffResponse(
             changes=provider_pb2.DiffResponse.DIFF_SOME if result.changes else provider_pb2.DiffResponse.DIFF_NONE,
             diffs=result.changes,
@@ -205,9 +206,10 @@ class Provider(ResourceProviderServicer):
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
         inputs, secrets = props.decode(request.properties)
-        if request.preview:
-            return provider_pb2.CreateResponse(properties=props.encode(resource.preview(None, inputs), secrets))
         what = f"creating {request.type} '{_name(request.urn)}'"
+        if request.preview:
+            preview = self._guard(context, what, lambda: resource.preview(None, inputs))
+            return provider_pb2.CreateResponse(properties=props.encode(preview, secrets))
         resource_id, state = self._guard(context, what, lambda: resource.create(inputs), props, secrets)
         return provider_pb2.CreateResponse(id=resource_id, properties=props.encode(state, secrets))
 
@@ -228,9 +230,10 @@ class Provider(ResourceProviderServicer):
         resource, props = self._handler(request.type)
         olds, _ = props.decode(request.olds)
         news, secrets = props.decode(request.news)
-        if request.preview:
-            return provider_pb2.UpdateResponse(properties=props.encode(resource.preview(olds, news), secrets))
         what = f"updating {request.type} '{_name(request.urn)}'"
+        if request.preview:
+            preview = self._guard(context, what, lambda: resource.preview(olds, news))
+            return provider_pb2.UpdateResponse(properties=props.encode(preview, secrets))
         others = self._claims.held
         state = self._guard(context, what, lambda: resource.update(request.id, olds, news, others), props,
                             secrets)

@@ -83,7 +83,7 @@ class ApiSession:
         # A POST is retried only when it was never applied: on 429, or when the connection was never
         # made; never after it was sent (a read error or timeout), which could create a second VM.
         post_retry = (retry or retry_policy()).new(status_forcelist=(429,), allowed_methods=frozenset({"POST"}),
-                                                   read=False)
+                                                   read=False, other=0)
         self.post_adapter = HTTPAdapter(max_retries=post_retry, pool_maxsize=32)
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -117,4 +117,8 @@ class ApiSession:
 
     def _post(self, url: str, **kwargs: Any) -> requests.Response:
         request = self.session.prepare_request(requests.Request("POST", url, **kwargs))
-        return self.post_adapter.send(request, timeout=TIMEOUT)
+        # As `Session.request` would: the environment's proxies and CA bundle apply to POSTs too.
+        settings = self.session.merge_environment_settings(request.url, {}, None, None, None)
+        return self.post_adapter.send(request, timeout=TIMEOUT, proxies=settings["proxies"],
+                                      verify=settings["verify"] if settings["verify"] is not None else True,
+                                      cert=settings["cert"])

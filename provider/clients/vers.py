@@ -10,11 +10,12 @@ from urllib.parse import quote
 import requests
 
 from envvars_provider.clients.http import TIMEOUT, ApiSession
-from envvars_provider.errors import UnreachableError
+from envvars_provider.errors import PlatformError, ProviderError, UnreachableError
 
 CREATE_LABEL = "envvars-create-id"  # unique per create request: finds the VM of a request whose answer was lost
 ADOPT_WAIT_S = TIMEOUT[1] + 30.0  # how long a lost create may take to show its VM
 POLL_S = 0.5
+GATEWAY_STATUSES = (502, 504)  # a proxy gave up on the POST: the API behind it may still have made the VM
 
 
 def _reason(response: requests.Response) -> str:
@@ -59,7 +60,9 @@ class VersClient:
         try:
             response = self.api.call("POST", "/api/v1/vm/new_root", expect=(200, 201),
                                      params={"wait_boot": "true"}, json={"vm_config": {**vm_config, "labels": labels}})
-        except UnreachableError as lost:
+        except (UnreachableError, PlatformError) as lost:
+            if isinstance(lost, PlatformError) and lost.status not in GATEWAY_STATUSES:
+                raise  # the API itself refused it: nothing was made
             vm_id = self._adopt(create_id)
             if vm_id is None:
                 raise UnreachableError(f"{lost}; and no VM labelled {CREATE_LABEL}={create_id} appeared within "
@@ -68,11 +71,16 @@ class VersClient:
         return str(response.json()["vm_id"])
 
     def _adopt(self, create_id: str) -> str | None:
-        """The running VM made by the create request labelled `create_id`, once it shows up; None if it never does."""
+        """The VM made by the create request labelled `create_id`, in whatever state, once it shows up;
+        None if it never does (the API unreachable meanwhile counts as not yet)."""
         deadline = time.monotonic() + ADOPT_WAIT_S
         while time.monotonic() < deadline:
-            for vm in self.api.call("GET", "/api/v1/vm").json():
-                if (vm.get("labels") or {}).get(CREATE_LABEL) == create_id and vm.get("state") != "booting":
+            try:
+                listed = self.api.call("GET", "/api/v1/vm").json()
+            except ProviderError:
+                listed = []
+            for vm in listed:
+                if (vm.get("labels") or {}).get(CREATE_LABEL) == create_id:
                     return str(vm["vm_id"])
             time.sleep(POLL_S)
         return None
