@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 
+from envvars_provider.clients import vers as vers_client
 from envvars_provider.clients.http import ApiSession, retry_policy
 from envvars_provider.clients.vers import VersClient
 from envvars_provider.errors import PlatformError, UnreachableError
@@ -53,6 +54,12 @@ FAULTS: dict[str, dict[str, Any]] = {
 }
 UNLIMITED = 10_000
 _users = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def short_adoption(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create whose answer is lost waits for its VM to show up (150 s by default); none is made here."""
+    monkeypatch.setattr(vers_client, "ADOPT_WAIT_S", 1.0)
 
 
 def make_client(server: ServerProcess, short: bool = True) -> VersClient:
