@@ -62,6 +62,14 @@ class KeyRules:
     """How many variables one write request may hold (at least, at most), where the platform says."""
     max_resulting: int | None = None
     """How many variables the set may hold after a change, where the platform says."""
+    codes: Mapping[Kind, str] = field(default_factory=dict)
+    """The platform's error code for each kind of violation, where the platform answers with codes."""
+    default_code: str | None = None
+    """The code of a kind `codes` does not list."""
+
+    def code(self, violation: Violation) -> str | None:
+        """The platform's error code for `violation`."""
+        return self.codes.get(violation.kind, self.default_code)
 
     @cached_property
     def compiled(self) -> re.Pattern[str]:
@@ -136,10 +144,11 @@ def value_violation(rules: KeyRules, key: str, value: object) -> Violation | Non
 
 def violations(
     rules: KeyRules, variables: Mapping[str, object], resulting: Mapping[str, object] | None = None,
-    unknown: object = _NEVER,
+    unknown: object = _NEVER, one_request: bool = True,
 ) -> list[Violation]:
-    """Every rule `variables` (one request) breaks, in key order, then the counts; a value equal to
-    `unknown` (a preview's placeholder) is checked once known. `resulting`: the set after the change."""
+    """Every rule `variables` break, in key order, then the counts; a value equal to `unknown` (a
+    preview's placeholder) is checked once known. `resulting`: the set after the change.
+    `one_request`: whether `variables` are one write request (else a client may split them)."""
     found = []
     for key in sorted(variables, key=str):
         problem = key_violation(rules, key)
@@ -147,7 +156,7 @@ def violations(
             problem = value_violation(rules, key, variables[key])
         if problem is not None:
             found.append(problem)
-    if rules.per_request is not None:
+    if rules.per_request is not None and one_request:
         least, most = rules.per_request
         if not least <= len(variables) <= most:
             kind = Kind.TOO_FEW if len(variables) < least else Kind.TOO_MANY
