@@ -26,7 +26,7 @@ def redact(url: str) -> str:
     return f"{head + sep if sep else ''}***@{url.rsplit('@', 1)[1]}"
 
 
-def _url_problem(key: str, value: str) -> str | None:
+def _url_problem(key: str, value: str, example: str) -> str | None:
     """The rule `value` breaks as a base URL, or None; the message shows the URL redacted."""
     shown = redact(value)
     try:
@@ -35,7 +35,7 @@ def _url_problem(key: str, value: str) -> str | None:
         return f"{key} has a malformed host: brackets must hold a whole IPv6 address, as in http://[::1]:8080, " \
                f"got {shown!r}"
     if url.scheme not in ("http", "https") or not url.hostname:
-        return f"{key} must be an http(s) URL such as https://api.vers.sh, got {shown!r}"
+        return f"{key} must be an http(s) URL such as {example}, got {shown!r}"
     if "@" in url.netloc:
         return f"{key} must not contain credentials (user:password@): give the API key in its own setting, " \
                f"got {shown!r}"
@@ -72,6 +72,11 @@ class Setting:
     default: str | None = None
     secret: bool = False
     is_url: bool = False
+    label: str | None = None
+    """What users call the setting ("Vers API key"), for one every resource of its platform needs:
+    their Check fails while it is unset."""
+    placeholder: str = "VALUE"
+    """What stands for the value in the `pulumi config set` command a failure suggests."""
 
     @property
     def wire(self) -> str:
@@ -89,7 +94,13 @@ class Setting:
             return None
         if not isinstance(value, str):
             return f"{self.key} must be a string"
-        return _url_problem(self.key, value) if self.is_url else None
+        return _url_problem(self.key, value, self.default or "https://api.example.com") if self.is_url else None
+
+    def unset_reason(self) -> str:
+        """The Check failure of a resource that needs this setting while it is unset: where to set it."""
+        flag = " --secret" if self.secret else ""
+        return (f"no {self.label} is configured: set {self.key} (`pulumi config set{flag} {self.key} "
+                f"{self.placeholder}`) or the {self.env} environment variable")
 
     def warning(self, value: Any) -> str | None:
         """A risk worth telling the user about in an acceptable `value`, or None."""
@@ -109,9 +120,9 @@ def settings() -> tuple[Setting, ...]:
     return tuple(setting for platform in PLATFORMS for setting in platform.settings)
 
 
-def auth_hint(setting: Setting) -> str:
-    """What a refused request (HTTP 401/403) should tell the user to check."""
-    return f"the API key is {setting.key} or, when that is unset, the {setting.env} environment variable"
+def auth_hint(setting: Setting, noun: str = "API key") -> str:
+    """What a refused request (HTTP 401/403) should tell the user to check: where the credential comes from."""
+    return f"the {noun} is {setting.key} or, when that is unset, the {setting.env} environment variable"
 
 
 @dataclass(frozen=True)

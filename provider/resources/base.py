@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
 from envvars_provider.claims import Claim, Others
-from envvars_provider.config import Config
+from envvars_provider.config import Config, Setting
 from envvars_provider.names import camel
 from envvars_provider.values import UNKNOWN, has_unknown
 
@@ -66,6 +66,8 @@ class Resource:
     description: ClassVar[str]
     inputs: ClassVar[tuple[Prop, ...]]
     outputs: ClassVar[tuple[Prop, ...]] = ()
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    """The provider settings this resource uses; Check fails while one with a `label` is unset."""
 
     def __init__(self, config: Config):
         self.config = config
@@ -78,7 +80,8 @@ class Resource:
     # -- check and diff ---------------------------------------------------------------------
 
     def check(self, news: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        """Fill defaults and validate; return the inputs and (property, reason) failures."""
+        """Fill defaults and validate; return the inputs and (property, reason) failures, then the
+        settings it needs that are unset."""
         inputs = dict(news)
         failures = []
         for prop in self.inputs:
@@ -87,7 +90,9 @@ class Resource:
                     inputs[prop.name] = prop.default
                 elif prop.required:
                     failures.append((prop.name, f"missing required property '{prop.wire}'"))
-        return inputs, failures + self.validate(inputs)
+        unset = [("", setting.unset_reason()) for setting in self.settings
+                 if setting.label and not self.config.values.get(setting.name)]
+        return inputs, failures + self.validate(inputs) + unset
 
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
         """Resource-specific failures; values may be preview unknowns."""

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
-from envvars.envfile import login_alteration
-from envvars.rules import describe, key_violation, violations
+from envvars.rules import describe, key_violation
 from envvars.rules.vers import RULES
 from envvars_provider.claims import Claim, Others
 from envvars_provider.clients.vers import VersClient
@@ -15,6 +14,7 @@ from envvars_provider.config import Config, Setting, auth_hint
 from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.platform import Platform
 from envvars_provider.resources.base import BOOLEAN, INTEGER, STRING, STRING_MAP, Diff, Prop, Resource, map_path
+from envvars_provider.resources.checks import login_warnings, rule_failures
 from envvars_provider.values import UNKNOWN
 
 ACCOUNT_ID = "account"  # an EnvVars set has no id of its own on Vers: it is the account's set
@@ -22,43 +22,17 @@ SCOPE = "vers"  # the claims of one provider instance: one Vers account
 URL = Setting("vers_url", "Base URL of the Vers orchestrator API. Falls back to VERS_URL.", "VERS_URL",
               default="https://api.vers.sh", is_url=True)
 API_KEY = Setting("vers_api_key", "API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.",
-                  "VERS_API_KEY", secret=True)
-
-
-def _rule_failures(prop: str, variables: Any) -> list[tuple[str, str]]:
-    """Check failures for a map of variables; unknown values are checked once known."""
-    if not isinstance(variables, dict):
-        return []
-    return [(prop, violation.message) for violation in violations(RULES, variables, unknown=UNKNOWN)]
-
-
-def _login_warnings(variables: Any) -> list[str]:
-    """A warning for each known value that a login in a VM will not see as written."""
-    if not isinstance(variables, dict):
-        return []
-    found = []
-    for key in sorted(variables):
-        value = variables[key]
-        alteration = login_alteration(key, value) if isinstance(value, str) and value != UNKNOWN else None
-        if alteration:
-            found.append(f"env var {key!r}: {alteration}; it is stored as written")
-    return found
+                  "VERS_API_KEY", secret=True, label="Vers API key", placeholder="KEY")
 
 
 class VersResource(Resource):
     """A resource of the Vers orchestrator; shares one client per provider."""
 
+    settings: ClassVar[tuple[Setting, ...]] = (URL, API_KEY)
+
     def __init__(self, config: Config):
         super().__init__(config)
         self.client = VersClient(str(config.vers_url), config.vers_api_key, auth_hint(API_KEY))
-
-    def check(self, news: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        inputs, failures = super().check(news)
-        if not self.config.vers_api_key:
-            failures.append(("", f"no Vers API key is configured: set {API_KEY.key} "
-                                 f"(`pulumi config set --secret {API_KEY.key} KEY`) or the {API_KEY.env} "
-                                 "environment variable"))
-        return inputs, failures
 
 
 class EnvVars(VersResource):
@@ -90,10 +64,10 @@ class EnvVars(VersResource):
     )
 
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
-        return _rule_failures("vars", inputs.get("vars"))
+        return rule_failures(RULES, "vars", inputs.get("vars"))
 
     def warnings(self, inputs: dict[str, Any]) -> list[str]:
-        return _login_warnings(inputs.get("vars"))
+        return login_warnings(inputs.get("vars"), "VM")
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         variables = inputs.get("vars")
@@ -223,11 +197,11 @@ class EnvVar(VersResource):
         problem = key_violation(RULES, key)
         if problem is not None:
             return [("key", problem.message)]
-        return _rule_failures("value", {key: value})
+        return rule_failures(RULES, "value", {key: value})
 
     def warnings(self, inputs: dict[str, Any]) -> list[str]:
         key = inputs.get("key")
-        return _login_warnings({key: inputs.get("value")}) if isinstance(key, str) and key != UNKNOWN else []
+        return login_warnings({key: inputs.get("value")}, "VM") if isinstance(key, str) and key != UNKNOWN else []
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         key = inputs.get("key")
@@ -325,4 +299,4 @@ class Vm(VersResource):
         return {"vm_id": vm_id, "state": metadata.get("state", "running"), "ip": metadata.get("ip", "")}
 
 
-PLATFORM = Platform("vers", "Vers", settings=(URL, API_KEY), resources=(EnvVars, EnvVar, Vm))
+PLATFORM = Platform("vers", "Vers", settings=VersResource.settings, resources=(EnvVars, EnvVar, Vm))
