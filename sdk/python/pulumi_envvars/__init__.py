@@ -12,15 +12,26 @@ from .provider import *
 if typing.TYPE_CHECKING:
     import pulumi_envvars.config as __config
     config = __config
+    import pulumi_envvars.hoody as __hoody
+    hoody = __hoody
     import pulumi_envvars.vers as __vers
     vers = __vers
 else:
     config = _utilities.lazy_import('pulumi_envvars.config')
+    hoody = _utilities.lazy_import('pulumi_envvars.hoody')
     vers = _utilities.lazy_import('pulumi_envvars.vers')
 
 _utilities.register(
     resource_modules="""
 [
+ {
+  "pkg": "envvars",
+  "mod": "hoody",
+  "fqn": "pulumi_envvars.hoody",
+  "classes": {
+   "envvars:hoody:ContainerEnv": "ContainerEnv"
+  }
+ },
  {
   "pkg": "envvars",
   "mod": "vers",

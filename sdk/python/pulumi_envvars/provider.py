@@ -19,14 +19,26 @@ __all__ = ['ProviderArgs', 'Provider']
 @pulumi.input_type
 class ProviderArgs:
     def __init__(__self__, *,
+                 hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_url: pulumi.Input[Optional[_builtins.str]] = None):
         """
         The set of arguments for constructing a Provider resource.
 
+        :param pulumi.Input[_builtins.str] hoody_token: Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
+        :param pulumi.Input[_builtins.str] hoody_url: Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
         :param pulumi.Input[_builtins.str] vers_url: Base URL of the Vers orchestrator API. Falls back to VERS_URL.
         """
+        if hoody_token is None:
+            hoody_token = _utilities.get_env('HOODY_TOKEN')
+        if hoody_token is not None:
+            pulumi.set(__self__, "hoody_token", hoody_token)
+        if hoody_url is None:
+            hoody_url = _utilities.get_env('HOODY_URL')
+        if hoody_url is not None:
+            pulumi.set(__self__, "hoody_url", hoody_url)
         if vers_api_key is None:
             vers_api_key = _utilities.get_env('VERS_API_KEY')
         if vers_api_key is not None:
@@ -35,6 +47,30 @@ class ProviderArgs:
             vers_url = (_utilities.get_env('VERS_URL') or 'https://api.vers.sh')
         if vers_url is not None:
             pulumi.set(__self__, "vers_url", vers_url)
+
+    @_builtins.property
+    @pulumi.getter(name="hoodyToken")
+    def hoody_token(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
+        """
+        return pulumi.get(self, "hoody_token")
+
+    @hoody_token.setter
+    def hoody_token(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "hoody_token", value)
+
+    @_builtins.property
+    @pulumi.getter(name="hoodyUrl")
+    def hoody_url(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
+        """
+        return pulumi.get(self, "hoody_url")
+
+    @hoody_url.setter
+    def hoody_url(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "hoody_url", value)
 
     @_builtins.property
     @pulumi.getter(name="versApiKey")
@@ -67,6 +103,8 @@ class Provider(pulumi.ProviderResource):
     def __init__(__self__,
                  resource_name: str,
                  opts: Optional[pulumi.ResourceOptions] = None,
+                 hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_url: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
@@ -75,6 +113,8 @@ class Provider(pulumi.ProviderResource):
 
         :param str resource_name: The name of the resource.
         :param pulumi.ResourceOptions opts: Options for the resource.
+        :param pulumi.Input[_builtins.str] hoody_token: Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
+        :param pulumi.Input[_builtins.str] hoody_url: Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
         :param pulumi.Input[_builtins.str] vers_url: Base URL of the Vers orchestrator API. Falls back to VERS_URL.
         """
@@ -102,6 +142,8 @@ class Provider(pulumi.ProviderResource):
     def _internal_init(__self__,
                  resource_name: str,
                  opts: Optional[pulumi.ResourceOptions] = None,
+                 hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_url: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
@@ -113,6 +155,12 @@ class Provider(pulumi.ProviderResource):
                 raise TypeError('__props__ is only valid when passed in combination with a valid opts.id to get an existing resource')
             __props__ = ProviderArgs.__new__(ProviderArgs)
 
+            if hoody_token is None:
+                hoody_token = _utilities.get_env('HOODY_TOKEN')
+            __props__.__dict__["hoody_token"] = None if hoody_token is None else pulumi.Output.secret(hoody_token)
+            if hoody_url is None:
+                hoody_url = _utilities.get_env('HOODY_URL')
+            __props__.__dict__["hoody_url"] = hoody_url
             if vers_api_key is None:
                 vers_api_key = _utilities.get_env('VERS_API_KEY')
             __props__.__dict__["vers_api_key"] = None if vers_api_key is None else pulumi.Output.secret(vers_api_key)
@@ -124,6 +172,14 @@ class Provider(pulumi.ProviderResource):
             resource_name,
             __props__,
             opts)
+
+    @_builtins.property
+    @pulumi.getter(name="hoodyUrl")
+    def hoody_url(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
+        """
+        return pulumi.get(self, "hoody_url")
 
     @_builtins.property
     @pulumi.getter(name="versUrl")

@@ -14,6 +14,16 @@ else:
     from typing_extensions import NotRequired, TypedDict, TypeAlias
 from .. import _utilities
 
+hoodyToken: Optional[str]
+"""
+Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
+"""
+
+hoodyUrl: Optional[str]
+"""
+Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
+"""
+
 versApiKey: Optional[str]
 """
 API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.

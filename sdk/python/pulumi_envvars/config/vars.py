@@ -21,6 +21,20 @@ __config__ = pulumi.Config('envvars')
 
 class _ExportableConfig(types.ModuleType):
     @_builtins.property
+    def hoody_token(self) -> Optional[str]:
+        """
+        Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
+        """
+        return __config__.get('hoodyToken') or _utilities.get_env('HOODY_TOKEN')
+
+    @_builtins.property
+    def hoody_url(self) -> Optional[str]:
+        """
+        Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
+        """
+        return __config__.get('hoodyUrl') or _utilities.get_env('HOODY_URL')
+
+    @_builtins.property
     def vers_api_key(self) -> Optional[str]:
         """
         API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
