@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from envvars.rules import SetLimits
+from envvars_server import workloads
 from envvars_server.auth import BearerAuth
 from envvars_server.errors import install_error_handlers
 from envvars_server.faults import FaultInjector
@@ -33,6 +34,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(app, store, data_dir, options)
+        app.state.workloads = runtime.workloads
         with ExitStack() as running:
             for platform in PLATFORMS:
                 if platform.run is not None:
@@ -46,10 +48,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.store = store
-    envelopes = [platform.envelope for platform in PLATFORMS]
+    envelopes = [platform.envelope for platform in PLATFORMS] + [workloads.ENVELOPE]
     for platform in PLATFORMS:
         for router in platform.routers:
             app.include_router(router)
+    app.include_router(workloads.router)
     install_error_handlers(app, envelopes)
     # Outermost last: faults (tests only), auth before any body is read, the body limit, strict input.
     app.add_middleware(StrictInput, envelopes=envelopes)  # reads whole bodies: only inside the body limit

@@ -1,5 +1,8 @@
-"""Bearer-token authentication: every platform route needs a token, and each token is one user.
+"""Token authentication: every platform route needs a token, and each token is one user.
 
+Each platform says where its token goes (its envelope's `token_header`): `Authorization: Bearer
+<token>` by default, or the bare token in a header of its own such as `X-API-Key`; the same user
+tokens work with every platform.
 Auth runs as ASGI middleware, before the body is read, so a request without a valid token gets
 401 even when its body is malformed. Tokens are looked up by their SHA-256 (never stored plain).
 """
@@ -15,7 +18,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from envvars_server.errors import Envelope, owner, send_error, unread_body
 from envvars_server.store import Store
 
-UNAUTHORIZED = "missing or invalid API token: send 'Authorization: Bearer <token>'"
+
+def unauthorized(envelope: Envelope, sent: bool) -> str:
+    """Why a request without a known token is refused, and how to send one."""
+    how = "'Authorization: Bearer <token>'" if envelope.token_header == "authorization" else \
+        f"the token in the '{envelope.token_header}' header"
+    return f"{'invalid' if sent else 'missing'} API token: send {how}"
 
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer_auth")
 
@@ -28,23 +36,29 @@ class BearerAuth:
         self.store = store
         self.envelopes = envelopes
 
-    def _user(self, headers: list[tuple[bytes, bytes]]) -> str | None:
-        raw = next((value for name, value in headers if name == b"authorization"), b"")
-        scheme, _, token = raw.decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return None
-        return self.store.user_for_token(token)
+    @staticmethod
+    def _token(envelope: Envelope, headers: list[tuple[bytes, bytes]]) -> str:
+        """The token the request presents the platform's way, or ''."""
+        wanted = envelope.token_header.lower().encode()
+        raw = next((value for name, value in headers if name == wanted), b"").decode("latin-1").strip()
+        if envelope.token_header != "authorization":
+            return raw
+        scheme, _, token = raw.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or owner(self.envelopes, path) is None:
+        envelope = owner(self.envelopes, path) if scope["type"] == "http" else None
+        if envelope is None:
             await self.app(scope, receive, send)
             return
-        user = self._user(scope["headers"])
+        token = self._token(envelope, scope["headers"])
+        user = self.store.user_for_token(token) if token else None
         if user is None:
-            await send_error(send, self.envelopes, path, 401, UNAUTHORIZED,
-                             [(b"www-authenticate", b"Bearer"), *unread_body(scope)])
+            challenge = b"Bearer" if envelope.token_header == "authorization" else envelope.token_header.encode()
+            code = envelope.invalid_token_code if token else None
+            await send_error(send, self.envelopes, path, 401, unauthorized(envelope, bool(token)),
+                             [(b"www-authenticate", challenge), *unread_body(scope)], code=code)
             return
         scope.setdefault("state", {})["user_id"] = user
         await self.app(scope, receive, send)

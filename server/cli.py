@@ -9,7 +9,8 @@ from pathlib import Path
 
 from envvars.rules import DEFAULT_MAX_SET_BYTES, DEFAULT_MAX_SET_VARS
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
-from envvars_server.orchestrator import DEFAULT_MAX_PROCS, DEFAULT_MAX_VMS_PER_USER
+from envvars_server.machines import DEFAULT_MAX_PER_USER as DEFAULT_MAX_VMS_PER_USER
+from envvars_server.machines import DEFAULT_MAX_PROCS
 from envvars_server.slots import DEFAULT_PER_USER
 
 

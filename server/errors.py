@@ -24,6 +24,14 @@ class ApiError(Exception):
         self.code = code
 
 
+class DomainError(Exception):
+    """A failure of shared machinery (workloads, stores) that each platform maps to its own status and code."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 Render = Callable[[int, "str | None", str], dict[str, Any]]
 """A platform's error body from (status, code, message)."""
 
@@ -33,13 +41,20 @@ class Envelope:
     """Where a platform's API lives and how it answers errors there.
 
     `codes` gives the code of an error raised without one (auth's 401, the body limit's 413...),
-    by status; `validation_status` is what a request the route's models refuse gets (400 or 422).
+    by status; `validation_status` is what a request the route's models refuse gets (400 or 422);
+    `token_header` is where its token is presented (`Authorization: Bearer <token>`, or the token
+    alone in a header such as `X-API-Key`), and `invalid_token_code` the code of a token that is
+    sent but unknown (`codes[401]` is that of a missing one); `translate` maps the shared
+    machinery's `DomainError`s to the platform's answers.
     """
 
     prefix: str
     render: Render
     codes: Mapping[int, str] = field(default_factory=dict)
     validation_status: int = 400
+    token_header: str = "authorization"
+    invalid_token_code: str | None = None
+    translate: Callable[[DomainError], ApiError] | None = None
 
     def owns(self, path: str) -> bool:
         """Whether `path` is under this prefix (a whole segment: `/api/v1` owns `/api/v1/x`, not `/api/v10`)."""
@@ -90,9 +105,9 @@ def unread_body(scope: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
 
 
 async def send_error(send: Any, envelopes: Sequence[Envelope], path: str, status: int, message: str,
-                     headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+                     headers: Sequence[tuple[bytes, bytes]] = (), code: str | None = None) -> None:
     """Answer an ASGI request from a middleware with an error in the envelope of the platform owning `path`."""
-    body = json.dumps(error_body(envelopes, path, status, message)).encode()
+    body = json.dumps(error_body(envelopes, path, status, message, code)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), *headers]})
     await send({"type": "http.response.body", "body": body})
@@ -126,6 +141,12 @@ def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         return render(request, exc.status, exc.message, code=exc.code)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        found = owner(envelopes, request.url.path)
+        error = found.translate(exc) if found and found.translate else ApiError(500, exc.message)
+        return render(request, error.status, error.message, code=error.code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

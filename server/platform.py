@@ -16,16 +16,19 @@ from fastapi import APIRouter, FastAPI
 
 from envvars_server.errors import Envelope
 from envvars_server.store import Store
+from envvars_server.workloads import Workloads
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """What a platform's machinery may use: the store, the data dir, and the server's options."""
+    """What a platform's machinery may use: the store, the data dir, and the server's options; where it
+    offers its workloads on the neutral surface (`workloads[name]`)."""
 
     app: FastAPI
     store: Store
     data_dir: Path
     options: Mapping[str, Any] = field(default_factory=dict)
+    workloads: dict[str, Workloads] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""SQLite storage for the reference server: users, tokens, env-var sets and VM records.
+"""SQLite storage for the reference server: users, tokens, env-var sets and workload records.
 
 Nothing here is platform-specific: an env-var set is addressed by (platform, owner, scope), where
-scope is whatever the platform groups variables by (empty for Vers' account-wide set).
+scope is whatever the platform groups variables by (empty for Vers' account-wide set, a container's
+id for Hoody), and a workload record by (platform, id).
 Every write is one transaction in WAL mode with `synchronous=FULL`, so a write that was
 acknowledged survives a crash, and a reader sees either the old or the new set, never a mix.
 """
@@ -24,7 +25,7 @@ from typing import Any
 from envvars.rules import SetLimits, check_set_size
 from envvars_server.datadir import create_private, secure_data_dir
 
-_SCHEMA = """
+_BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -59,12 +60,43 @@ CREATE TABLE IF NOT EXISTS commits (
 );
 """
 
+# Each step upgrades a database from the version before it, in place, in one transaction; the
+# base schema above is version 0 (release 0.1.0), so a new database takes the same path as an old one.
+_MIGRATIONS = (
+    # 1: workload records of every platform, by (platform, id); Vers' VMs keep their records.
+    """
+    CREATE TABLE machines (
+        platform TEXT NOT NULL,
+        id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        deleted_at TEXT,
+        record TEXT NOT NULL,
+        PRIMARY KEY (platform, id)
+    );
+    INSERT INTO machines SELECT 'vers', vm_id, owner, state, created_at, deleted_at,
+        json_set(record, '$.id', vm_id) FROM vms ORDER BY rowid;
+    DROP TABLE vms;
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
 DB_FILE = "envvars.db"
+
+
+class StoreTooNew(RuntimeError):
+    """The database was written by a newer release than this one."""
 
 
 def now_iso() -> str:
     """The current UTC time in RFC 3339 form, as the APIs report it."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a script (none of ours has a `;` inside a statement)."""
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
 def hash_token(token: str) -> str:
@@ -88,8 +120,22 @@ class Store:
         # "database is locked" cannot reach a client.
         self._write_lock = threading.Lock()
         self._token_users: dict[str, str] = {}  # digest -> user id; tokens are never revoked
-        with self._write_lock:
-            self._db().executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the database to SCHEMA_VERSION in place; refuse one written by a newer release."""
+        with self._write() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StoreTooNew(f"{self.path} has schema version {version}, newer than this release's "
+                                  f"{SCHEMA_VERSION}: run the release that wrote it, or a newer one")
+            if version == 0:
+                for statement in _statements(_BASE_SCHEMA):
+                    db.execute(statement)
+            for step in _MIGRATIONS[version:]:
+                for statement in _statements(step):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -184,16 +230,17 @@ class Store:
             )
             return cursor.rowcount > 0
 
-    # -- VM and commit records --------------------------------------------------------------
+    # -- workload and commit records --------------------------------------------------------
 
-    def save_vm(self, record: Mapping[str, Any]) -> None:
-        """Insert or overwrite a VM record (a JSON object with at least vm_id, owner_id, state)."""
+    def save_machine(self, platform: str, record: Mapping[str, Any]) -> None:
+        """Insert or overwrite a workload record (a JSON object with at least id, owner_id, state, created_at)."""
         with self._write() as db:
             db.execute(
-                "INSERT INTO vms VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (vm_id) DO UPDATE SET "
+                "INSERT INTO machines VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (platform, id) DO UPDATE SET "
                 "state = excluded.state, deleted_at = excluded.deleted_at, record = excluded.record",
                 (
-                    record["vm_id"],
+                    platform,
+                    record["id"],
                     record["owner_id"],
                     record["state"],
                     record["created_at"],
@@ -202,20 +249,21 @@ class Store:
                 ),
             )
 
-    def get_vm(self, owner: str, vm_id: str) -> dict[str, Any] | None:
-        """One live VM record of `owner`, or None (another user's VM is None too)."""
+    def get_machine(self, platform: str, owner: str, machine_id: str) -> dict[str, Any] | None:
+        """One live workload record of `owner`, or None (another user's is None too)."""
         row = self._db().execute(
-            "SELECT record FROM vms WHERE vm_id = ? AND owner = ? AND deleted_at IS NULL", (vm_id, owner)
+            "SELECT record FROM machines WHERE platform = ? AND id = ? AND owner = ? AND deleted_at IS NULL",
+            (platform, machine_id, owner),
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def list_vms(self, owner: str | None = None) -> list[dict[str, Any]]:
-        """Live VM records, of one owner or of everyone, oldest first."""
-        query = "SELECT record FROM vms WHERE deleted_at IS NULL"
-        args: tuple[str, ...] = ()
+    def list_machines(self, platform: str, owner: str | None = None) -> list[dict[str, Any]]:
+        """Live workload records of a platform, of one owner or of everyone, oldest first."""
+        query = "SELECT record FROM machines WHERE platform = ? AND deleted_at IS NULL"
+        args: tuple[str, ...] = (platform,)
         if owner is not None:
             query += " AND owner = ?"
-            args = (owner,)
+            args = (platform, owner)
         rows = self._db().execute(query + " ORDER BY created_at, rowid", args).fetchall()
         return [json.loads(row[0]) for row in rows]
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from envvars_server.auth import UNAUTHORIZED
+from envvars_server.auth import unauthorized
 from envvars_server.errors import owner
 from envvars_server.launch import ServerProcess
 from envvars_server.platforms import PLATFORMS
@@ -133,7 +133,11 @@ def test_without_a_valid_token_every_route_is_401(server: ServerProcess, victim:
     response = requests.request(**request | {"url": server.url + request["url"]}, headers=headers, timeout=60)
     _tally["requests"] += 1
     assert response.status_code == 401, response.text
-    assert response.json() == envelope(path, 401, UNAUTHORIZED)
+    found = owner(ENVELOPES, path)
+    assert found is not None
+    sent = bool(template and template.format(token="x", token_truncated="x", digest="x").partition(" ")[2].strip()
+                and template.lower().startswith("bearer"))
+    assert response.json() == envelope(path, 401, unauthorized(found, sent))
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert 401 in openapi_doc.documented_statuses(method, path)
 

@@ -101,7 +101,7 @@ def recorded_states(data_dir: Path) -> dict[str, str]:
     """The VM states in the SQLite file of a server that is not running (read-only)."""
     db = sqlite3.connect(f"file:{data_dir / 'envvars.db'}?mode=ro", uri=True)
     try:
-        return dict(db.execute("SELECT vm_id, state FROM vms").fetchall())
+        return dict(db.execute("SELECT id, state FROM machines WHERE platform = 'vers'").fetchall())
     finally:
         db.close()
 

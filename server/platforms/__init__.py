@@ -1,8 +1,10 @@
 """Every platform the server serves: one module (or package) per platform, one line each below."""
 
 from envvars_server.platform import Platform
-from envvars_server.platforms import vers, vers_vm
+from envvars_server.platforms import hoody, vers, vers_vm
 
 VERS = Platform("vers", vers.ENVELOPE, (vers.router, vers_vm.router), run=vers_vm.run)
 
-PLATFORMS: tuple[Platform, ...] = (VERS,)
+HOODY = Platform("hoody", hoody.ENVELOPE, (hoody.router,), run=hoody.run)
+
+PLATFORMS: tuple[Platform, ...] = (VERS, HOODY)

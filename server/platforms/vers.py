@@ -19,6 +19,7 @@ from envvars.rules import (
 from envvars.rules.vers import RULES
 from envvars_server.auth import current_user
 from envvars_server.errors import ApiError, Envelope
+from envvars_server.platforms.vers_machines import translate
 from envvars_server.store import Store
 
 PLATFORM = "vers"
@@ -30,7 +31,7 @@ def render_error(status: int, code: str | None, message: str) -> dict[str, Any]:
     return {"error": message, "success": False}
 
 
-ENVELOPE = Envelope(prefix=PREFIX, render=render_error)
+ENVELOPE = Envelope(prefix=PREFIX, render=render_error, translate=translate)
 
 
 class ErrorResponse(BaseModel):

@@ -13,11 +13,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, S
 
 from envvars_server.auth import current_user
 from envvars_server.errors import ApiError
-from envvars_server.orchestrator import Orchestrator
+from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS, Machines
 from envvars_server.platform import Runtime
 from envvars_server.platforms.vers import ENVELOPE, ERRORS, PLATFORM, PREFIX, ErrorResponse
+from envvars_server.platforms.vers_machines import VersVms
 from envvars_server.sandbox.protocol import DEFAULT_EXEC_TIMEOUT_S, MAX_EXEC_TIMEOUT_S
 from envvars_server.slots import UserSlots
+from envvars_server.workloads import Workloads
 
 __all__ = ["ENVELOPE", "router", "run"]
 
@@ -67,25 +69,33 @@ VM_LIMITS = ("max_vms_per_user", "max_procs")
 def run(runtime: Runtime) -> Iterator[None]:
     """The VMs of every user, injected with their owner's Vers set: recovered at start, stopped at the end.
 
-    Options: `max_vms_per_user` and `max_procs` (see `server/orchestrator.py`), `vm_slots` (`UserSlots`).
+    Options: `max_vms_per_user` and `max_procs` (see `server/machines.py`), `vm_slots` (`UserSlots`).
     """
     store = runtime.store
     limits = {name: runtime.options[name] for name in VM_LIMITS if runtime.options.get(name) is not None}
-    orchestrator = Orchestrator(store, runtime.data_dir, env_for=lambda owner: store.get_vars(PLATFORM, owner),
-                                **limits)
-    runtime.app.state.orchestrator = orchestrator
+    machines = Machines(store, PLATFORM, runtime.data_dir / "vms", noun="VM",
+                        env_for=lambda record: store.get_vars(PLATFORM, record["owner_id"]),
+                        max_per_user=limits.get("max_vms_per_user", DEFAULT_MAX_PER_USER),
+                        max_procs=limits.get("max_procs", DEFAULT_MAX_PROCS))
+    runtime.app.state.vers_vms = VersVms(store, machines, runtime.data_dir / "commits")
     runtime.app.state.vm_slots = runtime.options.get("vm_slots") or UserSlots()
-    orchestrator.recover()
+    runtime.workloads[PLATFORM] = Workloads(machines, "vm", _new_workload)
+    machines.recover()
     try:
         yield
     finally:
-        orchestrator.shutdown()
+        machines.shutdown()
 
 
-async def orchestrator_of(request: Request) -> Orchestrator:  # async: no thread hop (see current_user)
-    """The server's orchestrator."""
-    orchestrator: Orchestrator = request.app.state.orchestrator
-    return orchestrator
+def _new_workload(owner: str, name: str) -> dict[str, Any]:
+    """A VM made on the neutral workloads surface: the default config, labelled with its display name."""
+    return VersVms.new_record(owner, VmConfig(labels={"name": name}).resolved())
+
+
+async def vms_of(request: Request) -> VersVms:  # async: no thread hop (see current_user)
+    """The server's VMs."""
+    vms: VersVms = request.app.state.vers_vms
+    return vms
 
 
 async def slots_of(request: Request) -> UserSlots:
@@ -247,35 +257,35 @@ class OrchestratorVersion(BaseModel):
 
 
 Caller = Depends(current_user)
-Vms = Depends(orchestrator_of)
+Vms = Depends(vms_of)
 Slots = Depends(slots_of)
 
 
 @router.post("/vm/new_root", operation_id="create_new_root_vm", status_code=201, response_model=NewVmResponse,
              responses=QUOTA)
-async def new_root(body: NewRootRequest, wait_boot: bool = False, user: str = Caller, vms: Orchestrator = Vms,
+async def new_root(body: NewRootRequest, wait_boot: bool = False, user: str = Caller, vms: VersVms = Vms,
                    slots: UserSlots = Slots) -> Any:
     """Create and boot a root VM; its `/etc/environment` is the caller's env set at this moment."""
     return {"vm_id": await slots.run(user, lambda: vms.create(user, body.vm_config.resolved(), wait=wait_boot))}
 
 
 @router.get("/vm", operation_id="list_vms", response_model=list[VmSummary])
-def list_vms(user: str = Caller, vms: Orchestrator = Vms) -> Any:
+def list_vms(user: str = Caller, vms: VersVms = Vms) -> Any:
     """The caller's VMs."""
-    return vms.store.list_vms(user)
+    return vms.machines.list(user)
 
 
 @router.get("/vm/{vm_id}/metadata", operation_id="get_vm_metadata", response_model=VmMetadataResponse)
-def metadata(vm_id: str, user: str = Caller, vms: Orchestrator = Vms) -> Any:
+def metadata(vm_id: str, user: str = Caller, vms: VersVms = Vms) -> Any:
     """One VM's metadata."""
-    return vms.record(user, vm_id)
+    return vms.machines.record(user, vm_id)
 
 
 @router.patch("/vm/{vm_id}/state", operation_id="update_vm_state", responses={**NOT_READY, **FREEZE})
-async def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Caller, vms: Orchestrator = Vms,
+async def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Caller, vms: VersVms = Vms,
                        slots: UserSlots = Slots) -> Any:
     """Pause (`Paused`/`Sleeping`) or resume (`Running`) a VM."""
-    await slots.run(user, lambda: vms.set_state(user, vm_id, body.state.lower()))
+    await slots.run(user, lambda: vms.machines.set_state(user, vm_id, body.state.lower()))
     return {}
 
 
@@ -283,7 +293,7 @@ async def update_state(vm_id: str, body: VmUpdateStateRequest, user: str = Calle
              response_model=NewVmsResponse, responses={**NOT_READY, **QUOTA, **FREEZE})
 async def branch(
     vm_or_commit_id: str, count: int = Query(default=1, ge=1, le=100), keep_paused: bool = False,
-    user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots,
+    user: str = Caller, vms: VersVms = Vms, slots: UserSlots = Slots,
 ) -> Any:
     """New VMs from a VM (committed first) or a commit; each boots with the current env set."""
     vm_ids = await slots.run(user, lambda: vms.branch(user, vm_or_commit_id, count, keep_paused))
@@ -294,7 +304,7 @@ async def branch(
              responses={**NOT_READY, **FREEZE})
 async def commit(
     vm_id: str, body: CommitVmRequest | None = None, keep_paused: bool = False,
-    user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots,
+    user: str = Caller, vms: VersVms = Vms, slots: UserSlots = Slots,
 ) -> Any:
     """Snapshot a VM's filesystem; the env set is not part of a commit."""
     request = body or CommitVmRequest()
@@ -304,7 +314,7 @@ async def commit(
 
 @router.post("/vm/from_commit", operation_id="restore_from_commit", status_code=201, response_model=NewVmResponse,
              responses=QUOTA)
-async def from_commit(body: FromCommitRequest, user: str = Caller, vms: Orchestrator = Vms,
+async def from_commit(body: FromCommitRequest, user: str = Caller, vms: VersVms = Vms,
                       slots: UserSlots = Slots) -> Any:
     """A new VM from a commit, booted with the caller's current env set."""
     commit_id = body.commit_id
@@ -314,17 +324,17 @@ async def from_commit(body: FromCommitRequest, user: str = Caller, vms: Orchestr
 
 
 @router.delete("/vm/{vm_id}", operation_id="delete_vm", response_model=VmDeleteResponse)
-async def delete(vm_id: str, user: str = Caller, vms: Orchestrator = Vms, slots: UserSlots = Slots) -> Any:
+async def delete(vm_id: str, user: str = Caller, vms: VersVms = Vms, slots: UserSlots = Slots) -> Any:
     """Stop a VM and remove it."""
-    await slots.run(user, lambda: vms.delete(user, vm_id))
+    await slots.run(user, lambda: vms.machines.delete(user, vm_id))
     return {"vm_id": vm_id}
 
 
 @router.post("/vm/{vm_id}/exec", operation_id="exec_vm", response_model=VmExecResponse, responses=GUEST)
-async def exec_command(vm_id: str, body: VmExecRequest, user: str = Caller, vms: Orchestrator = Vms,
+async def exec_command(vm_id: str, body: VmExecRequest, user: str = Caller, vms: VersVms = Vms,
                        slots: UserSlots = Slots) -> Any:
     """Run a command in the VM with the environment a login shell there gets."""
-    result = await slots.run(user, lambda: vms.exec(user, vm_id, {
+    result = await slots.run(user, lambda: vms.machines.exec(user, vm_id, {
         "command": body.command,
         "env": body.env,
         "working_dir": body.working_dir,
@@ -336,16 +346,16 @@ async def exec_command(vm_id: str, body: VmExecRequest, user: str = Caller, vms:
 
 @router.get("/vm/{vm_id}/files", operation_id="read_file_vm", response_model=VmReadFileResponse, responses=GUEST)
 async def read_file(
-    vm_id: str, path: Annotated[str, Query(json_schema_extra=GUEST_PATH)], user: str = Caller, vms: Orchestrator = Vms,
+    vm_id: str, path: Annotated[str, Query(json_schema_extra=GUEST_PATH)], user: str = Caller, vms: VersVms = Vms,
     slots: UserSlots = Slots,
 ) -> Any:
     """A file from inside the VM, base64-encoded."""
-    content = await slots.run(user, lambda: vms.read_file(user, vm_id, path))
+    content = await slots.run(user, lambda: vms.machines.read_file(user, vm_id, path))
     return {"content_b64": base64.b64encode(content).decode()}
 
 
 @router.put("/vm/{vm_id}/files", operation_id="write_file_vm", responses=GUEST)
-async def write_file(vm_id: str, body: VmWriteFileRequest, user: str = Caller, vms: Orchestrator = Vms,
+async def write_file(vm_id: str, body: VmWriteFileRequest, user: str = Caller, vms: VersVms = Vms,
                      slots: UserSlots = Slots) -> Any:
     """Write a file inside the VM."""
     try:
@@ -354,7 +364,8 @@ async def write_file(vm_id: str, body: VmWriteFileRequest, user: str = Caller, v
         raise ApiError(400, "content_b64 is not valid base64") from None
     mode = 0o644 if body.mode is None else body.mode
     create_dirs = bool(body.create_dirs)
-    await slots.run(user, lambda: vms.write_file(user, vm_id, body.path, content, mode=mode, create_dirs=create_dirs))
+    await slots.run(user, lambda: vms.machines.write_file(user, vm_id, body.path, content, mode=mode,
+                                                          create_dirs=create_dirs))
     return {}
 
 

@@ -1,0 +1,130 @@
+"""The neutral `/_envvars/v1` surface: make a workload of any platform, see what it sees, restart it.
+
+Tests, demos and users need the things variables belong to (containers, apps, CVMs, VMs) without
+each platform's own provisioning API. A workload made here is owned by the token's user, created
+running, and addressed by an id in its platform's own format, so the platform's routes take it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from envvars_server.auth import current_user
+from envvars_server.errors import ApiError, DomainError, Envelope
+from envvars_server.machines import AgentDown, FreezeFailed, Machines, NotFound, NotRunning, QuotaExceeded
+
+PREFIX = "/_envvars/v1"
+STATUS: dict[type[DomainError], int] = {
+    NotFound: 404, NotRunning: 409, QuotaExceeded: 403, AgentDown: 503, FreezeFailed: 503}
+
+
+@dataclass(frozen=True)
+class Workloads:
+    """What a platform offers on this surface: its workloads, their kind, and a new record by (owner, name)."""
+
+    machines: Machines
+    kind: str
+    new_record: Callable[[str, str], dict[str, Any]]
+
+
+def render_error(status: int, code: str | None, message: str) -> dict[str, Any]:
+    """`{"error": <reason>}`."""
+    return {"error": message}
+
+
+def translate(error: DomainError) -> ApiError:
+    """This surface's status for a workload failure."""
+    return ApiError(STATUS.get(type(error), 500), error.message)
+
+
+ENVELOPE = Envelope(prefix=PREFIX, render=render_error, translate=translate)
+
+
+class ErrorResponse(BaseModel):
+    """The error body of this surface."""
+
+    error: str
+
+
+class NewWorkload(BaseModel):
+    """A workload to make."""
+
+    model_config = ConfigDict(extra="forbid")
+    platform: StrictStr = Field(description="The platform it belongs to (its name, as in the API paths).")
+    name: StrictStr = Field(min_length=1, max_length=128, description="A display name.")
+
+
+class Workload(BaseModel):
+    """A workload: its id in its platform's own format, the platform, and what kind of thing it is."""
+
+    id: str
+    platform: str
+    kind: str
+    state: str
+
+
+class Environment(BaseModel):
+    """What a login shell started in the workload sees right now."""
+
+    vars: dict[str, str]
+
+
+router = APIRouter(prefix=PREFIX, tags=["workloads"], responses={
+    400: {"model": ErrorResponse, "description": "Validation error"},
+    401: {"model": ErrorResponse, "description": "Unauthorized"},
+    404: {"model": ErrorResponse, "description": "No such workload of this user"},
+})
+
+
+async def hosts_of(request: Request) -> dict[str, Workloads]:
+    """Every platform's workloads, by platform name."""
+    hosts: dict[str, Workloads] = request.app.state.workloads
+    return hosts
+
+
+Hosts = Depends(hosts_of)
+
+
+def _find(hosts: dict[str, Workloads], owner: str, workload_id: str) -> tuple[str, Workloads, dict[str, Any]]:
+    for platform, host in hosts.items():
+        record = host.machines.store.get_machine(platform, owner, workload_id)
+        if record is not None:
+            return platform, host, record
+    raise NotFound(f"workload {workload_id!r} not found")
+
+
+def _shown(platform: str, host: Workloads, record: dict[str, Any]) -> Workload:
+    return Workload(id=record["id"], platform=platform, kind=host.kind, state=record["state"])
+
+
+@router.post("/workloads", operation_id="make_workload", status_code=201, response_model=Workload,
+             responses={403: {"model": ErrorResponse, "description": "The user's quota of workloads is reached"}})
+def make(body: NewWorkload, user: str = Depends(current_user), hosts: dict[str, Workloads] = Hosts) -> Workload:
+    """Make a running workload of a platform (a container, an app, a CVM, a VM), owned by the caller."""
+    host = hosts.get(body.platform)
+    if host is None:
+        raise ApiError(400, f"platform {body.platform!r} has no workloads here; known: {', '.join(sorted(hosts))}")
+    workload_id = host.machines.create(host.new_record(user, body.name))
+    return _shown(body.platform, host, host.machines.record(user, workload_id))
+
+
+@router.get("/workloads/{workload_id}/environment", operation_id="workload_environment", response_model=Environment,
+            responses={409: {"model": ErrorResponse, "description": "The workload is not running"}})
+def environment(workload_id: str, user: str = Depends(current_user),
+                hosts: dict[str, Workloads] = Hosts) -> Environment:
+    """The environment a login shell started in the workload sees right now, read from inside it."""
+    _, host, _ = _find(hosts, user, workload_id)
+    return Environment(vars=host.machines.login_env(user, workload_id))
+
+
+@router.post("/workloads/{workload_id}/restart", operation_id="restart_workload", response_model=Workload,
+             responses={409: {"model": ErrorResponse, "description": "The workload is not running"}})
+def restart(workload_id: str, user: str = Depends(current_user), hosts: dict[str, Workloads] = Hosts) -> Workload:
+    """Restart the workload: it boots again with its platform's stored variables."""
+    platform, host, _ = _find(hosts, user, workload_id)
+    return _shown(platform, host, host.machines.restart(user, workload_id))
