@@ -40,3 +40,9 @@ def running_env(api: Api, container_id: str) -> dict[str, str]:
     response = api.get(f"/_envvars/v1/workloads/{container_id}/environment")
     assert response.status_code == 200, response.text
     return dict(response.json()["vars"])
+
+
+def restart(api: Api, container_id: str) -> None:
+    """Restart the container out of band: it boots with its stored map."""
+    response = api.post(f"/_envvars/v1/workloads/{container_id}/restart")
+    assert response.status_code == 200, response.text

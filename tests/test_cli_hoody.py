@@ -15,7 +15,7 @@ import pytest
 from envvars_server.launch import ServerProcess
 from examples.workspace import Workspace
 from tests.conftest import Api
-from tests.hoody import delete, new_container, patch, running_env, stored
+from tests.hoody import delete, new_container, patch, restart, running_env, stored
 from tests.test_cli import (
     ENGINE_PROPERTY_TRACE,
     configure,
@@ -59,8 +59,11 @@ def test_lifecycle_of_a_container_env(tmp_path: Path, server: ServerProcess, api
     assert ws.outputs()["synced"] == {"app": False}
     assert "GREETING" not in running_env(api, container)
     assert preview_json(ws) == ({STACK: ("same", {})}, {"same": 2})
+    restart(api, container)
+    assert running_env(api, container)["GREETING"] == "hello"
 
-    # One value changed: that key updated in place, and no value anywhere in the output.
+    # One value changed: that key updated in place, and no value anywhere in the output. Without
+    # restartOnChange the running container keeps the old value.
     configure(ws, envs={"app": {"container": container, "vars": {**app, "GREETING": "bye"}}})
     assert preview_json(ws) == ({STACK: ("same", {}), "app": ("update", {'vars["GREETING"]': "update"})},
                                 {"same": 1, "update": 1})
@@ -68,6 +71,7 @@ def test_lifecycle_of_a_container_env(tmp_path: Path, server: ServerProcess, api
     verbose = ws.up("-v=9", "--logtostderr")
     assert stored(api, container)["GREETING"] == "bye"
     assert ws.outputs()["synced"] == {"app": False}
+    assert running_env(api, container)["GREETING"] == "hello"
     leaked = [line for line in (shown.stdout + shown.stderr + verbose.stdout + verbose.stderr).splitlines()
               if any(value in line for value in (password, plain, token(api)))]
     assert [line for line in leaked if not ENGINE_PROPERTY_TRACE.search(line)] == []

@@ -269,6 +269,34 @@ def test_a_failed_request_part_way_records_what_was_written(tmp_path: Path, faul
             plugin.close()
 
 
+def test_a_failed_restart_is_retried_at_the_next_apply(tmp_path: Path, faulty_server: ServerProcess) -> None:
+    with Api(faulty_server.url, faulty_server.token("hoody-restart")) as api:
+        container = new_container(api)
+        plugin = Plugin(tmp_path / "plugin.stderr")
+        try:
+            plugin.configure(faulty_server.url, token(api))
+            arm(faulty_server, {"kind": "status", "status": 500, "methods": ["POST"],
+                                "path_prefix": f"/api/v1/containers/{container}/restart", "count": 1})
+            with pytest.raises(grpc.RpcError) as caught:
+                create(plugin, "app", env(container, {"GREETING": "hello"}, restart=True))
+            resource_id, reached = partial_state(caught.value)
+            assert (resource_id, reached) == (container, {**env(container, {"GREETING": "hello"}, True),
+                                                          "synced": False})
+            assert stored(api, container) == {"GREETING": "hello"}
+            assert "GREETING" not in running_env(api, container)
+            # The next up: the same inputs differ from the state by the restart still owed.
+            state = to_struct(reached)
+            assert {path: d.kind for path, d in diff(plugin, reached, env(container, {"GREETING": "hello"}, True))
+                    .detailedDiff.items()} == {"synced": DIFF.UPDATE}
+            finished = plugin.stub.Update(provider_pb2.UpdateRequest(
+                id=resource_id, urn=urn(ENV, "app"), type=ENV, olds=state,
+                news=to_struct(env(container, {"GREETING": "hello"}, True))))
+            assert plain(finished.properties)["synced"] is True
+            assert running_env(api, container)["GREETING"] == "hello"
+        finally:
+            plugin.close()
+
+
 def partial_state(error: Any) -> tuple[str, dict[str, Any]]:
     """The id and state an aborted operation reported as reached (ErrorResourceInitFailed)."""
     status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
