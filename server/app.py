@@ -18,7 +18,7 @@ from envvars_server.inputs import StrictInput
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from envvars_server.platform import Runtime
 from envvars_server.platforms import PLATFORMS
-from envvars_server.store import Store
+from envvars_server.store import SqliteStore
 
 
 def create_app(
@@ -29,7 +29,7 @@ def create_app(
 
     `options` reach every platform's `run` (e.g. Vers' `max_vms_per_user`, `max_procs`, `vm_slots`).
     """
-    store = Store(data_dir, set_limits)
+    store = SqliteStore(data_dir, set_limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

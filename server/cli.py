@@ -45,9 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from envvars_server.store import Store
+    from envvars_server.store import SqliteStore
 
-    print(Store(Path(args.data_dir)).create_token(args.user))
+    print(SqliteStore(Path(args.data_dir)).create_token(args.user))
     return 0
 
 
