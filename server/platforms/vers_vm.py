@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict, StrictBool, StrictStr
 
-from envvars_server.auth import current_user
+from envvars_server.deps import current_user
 from envvars_server.errors import ApiError
 from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS, Machines
 from envvars_server.platform import Runtime
@@ -92,7 +92,7 @@ def _new_workload(owner: str, name: str) -> dict[str, Any]:
     return VersVms.new_record(owner, VmConfig(labels={"name": name}).resolved())
 
 
-async def vms_of(request: Request) -> VersVms:  # async: no thread hop (see current_user)
+async def vms_of(request: Request) -> VersVms:  # async: no thread hop (see deps)
     """The server's VMs."""
     vms: VersVms = request.app.state.vers_vms
     return vms
