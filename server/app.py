@@ -27,7 +27,7 @@ def create_app(
 ) -> FastAPI:
     """Build the server for one data dir (SQLite file, workloads' disks); `faults` is for tests only.
 
-    `options` reach every platform's `run` (e.g. Vers' `max_vms_per_user`, `max_procs`, `vm_slots`).
+    `options` reach every platform's `run` (`max_workloads_per_user`, `max_procs`, Vers' `vm_slots`).
     """
     store = SqliteStore(data_dir, set_limits)
 
@@ -43,7 +43,8 @@ def create_app(
 
     app = FastAPI(
         title="envvars reference server",
-        description="The documented env-var APIs of Vers, Hoody, Sevalla, Vertra and Phala, on loopback.",
+        description="The documented env-var APIs of " + ", ".join(platform.title for platform in PLATFORMS)
+        + " on loopback, and a neutral surface (`/_envvars/v1`) to make the workloads their variables reach.",
         version="0.1.0",
         lifespan=lifespan,
     )

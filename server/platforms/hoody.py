@@ -131,8 +131,8 @@ router = APIRouter(prefix=PREFIX, tags=["container-env"], responses=ERRORS)
 def run(runtime: Runtime) -> Iterator[None]:
     """Every user's containers, each booted with its own stored map: recovered at start, stopped at the end."""
     store = runtime.store
-    machines = Machines(store, PLATFORM, runtime.data_dir / "containers", noun="container",
-                        env_for=lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]))
+    machines = runtime.machines(PLATFORM, "containers", "container",
+                                lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]))
     runtime.workloads[PLATFORM] = Workloads(machines, "container", _new_container)
     machines.recover()
     try:
