@@ -18,7 +18,7 @@ from envvars_server.inputs import StrictInput
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from envvars_server.platform import Runtime
 from envvars_server.platforms import PLATFORMS
-from envvars_server.store import Store
+from envvars_server.store import SqliteStore
 
 
 def create_app(
@@ -27,9 +27,9 @@ def create_app(
 ) -> FastAPI:
     """Build the server for one data dir (SQLite file, workloads' disks); `faults` is for tests only.
 
-    `options` reach every platform's `run` (e.g. Vers' `max_vms_per_user`, `max_procs`, `vm_slots`).
+    `options` reach every platform's `run` (`max_workloads_per_user`, `max_procs`, Vers' `vm_slots`).
     """
-    store = Store(data_dir, set_limits)
+    store = SqliteStore(data_dir, set_limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,7 +43,8 @@ def create_app(
 
     app = FastAPI(
         title="envvars reference server",
-        description="The documented env-var APIs of Vers, Hoody, Sevalla, Vertra and Phala, on loopback.",
+        description="The documented env-var APIs of " + ", ".join(platform.title for platform in PLATFORMS)
+        + " on loopback, and a neutral surface (`/_envvars/v1`) to make the workloads their variables reach.",
         version="0.1.0",
         lifespan=lifespan,
     )

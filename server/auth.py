@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from envvars_server.errors import Envelope, owner, send_error, unread_body
 from envvars_server.store import Store
@@ -62,11 +61,3 @@ class BearerAuth:
             return
         scope.setdefault("state", {})["user_id"] = user
         await self.app(scope, receive, send)
-
-
-# `async`: FastAPI runs a plain `def` dependency in its threadpool, a thread hop on every request.
-async def current_user(
-    request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
-) -> str:
-    """The id of the user the request's token belongs to (set by `BearerAuth`)."""
-    return str(request.state.user_id)

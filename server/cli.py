@@ -9,8 +9,7 @@ from pathlib import Path
 
 from envvars.rules import DEFAULT_MAX_SET_BYTES, DEFAULT_MAX_SET_VARS
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
-from envvars_server.machines import DEFAULT_MAX_PER_USER as DEFAULT_MAX_VMS_PER_USER
-from envvars_server.machines import DEFAULT_MAX_PROCS
+from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS
 from envvars_server.slots import DEFAULT_PER_USER
 
 
@@ -37,7 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(
         Path(args.data_dir), max_body_bytes=args.max_body_bytes, faults=args.faults,
         set_limits=SetLimits(max_vars=args.max_vars_per_set, max_bytes=args.max_set_bytes),
-        vm_slots=UserSlots(per_user=args.vm_ops_per_user), max_vms_per_user=args.max_vms_per_user,
+        vm_slots=UserSlots(per_user=args.vm_ops_per_user), max_workloads_per_user=args.max_workloads_per_user,
         max_procs=args.vm_max_procs,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
@@ -45,9 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from envvars_server.store import Store
+    from envvars_server.store import SqliteStore
 
-    print(Store(Path(args.data_dir)).create_token(args.user))
+    print(SqliteStore(Path(args.data_dir)).create_token(args.user))
     return 0
 
 
@@ -68,8 +67,9 @@ def parser() -> argparse.ArgumentParser:
                        help="variables one user's set may hold (default: %(default)s)")
     serve.add_argument("--max-set-bytes", type=int, default=DEFAULT_MAX_SET_BYTES,
                        help="UTF-8 bytes of keys and values one set may hold (default: %(default)s)")
-    serve.add_argument("--max-vms-per-user", type=int, default=DEFAULT_MAX_VMS_PER_USER,
-                       help="live VMs one user may have (default: %(default)s)")
+    serve.add_argument("--max-workloads-per-user", "--max-vms-per-user", type=int, default=DEFAULT_MAX_PER_USER,
+                       help="live workloads (VMs, containers...) one user may have on each platform "
+                            "(default: %(default)s)")
     serve.add_argument("--vm-max-procs", type=int, default=DEFAULT_MAX_PROCS,
                        help="processes and threads one VM may run, where the pids cgroup exists (default: %(default)s)")
     serve.add_argument("--vm-ops-per-user", type=int, default=DEFAULT_PER_USER,

@@ -1,8 +1,9 @@
 """The data dir is private to the server's user: 0700 directories, 0600 files, checked at every start.
 
-It holds every tenant's values and token digests (the SQLite file and its -wal/-shm), the VMs'
-disks and logs, and the commits. Whatever is wider than that is tightened, and said so in the log.
-A VM's own files (inside its disk) are not touched: they belong to the VM's host id.
+It holds every tenant's values and token digests (the SQLite file and its -wal/-shm), and one
+directory per kind of workload (VMs, containers...) or snapshot, holding one directory each.
+Whatever is wider than that is tightened, and said so in the log. A workload's own files (inside
+its disk) are not touched: they belong to the workload's host id.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 log = logging.getLogger("envvars.datadir")
 
 DIR_MODE, FILE_MODE = 0o700, 0o600
-SUBDIRS = ("vms", "commits")  # each holds one directory per VM or commit
 
 
 def secure_data_dir(data_dir: Path) -> list[Path]:
@@ -33,10 +33,10 @@ def create_private(path: Path) -> None:
 
 
 def _server_owned(data_dir: Path) -> list[Path]:
-    """The data dir, its entries, and the entries of each VM and commit directory (not inside disks)."""
+    """The data dir, its entries, and the entries of each workload or snapshot directory (not inside disks)."""
     paths = [data_dir, *data_dir.iterdir()]
-    for name in SUBDIRS:
-        for entry in (data_dir / name).glob("*"):
+    for kind in [path for path in paths[1:] if path.is_dir() and not path.is_symlink()]:
+        for entry in kind.iterdir():
             paths.append(entry)
             if entry.is_dir() and not entry.is_symlink():
                 paths += [child for child in entry.iterdir() if child.name != "root"]

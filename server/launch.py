@@ -69,9 +69,9 @@ class ServerProcess:
 
     def token(self, user: str) -> str:
         """A new API token for `user` (created in the server's data dir)."""
-        from envvars_server.store import Store
+        from envvars_server.store import SqliteStore
 
-        return Store(self.data_dir).create_token(user)
+        return SqliteStore(self.data_dir).create_token(user)
 
     def kill(self) -> None:
         """SIGKILL the server and everything it started, as a crash would."""

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from envvars_server.errors import Envelope
+from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS, EnvSource, Machines
 from envvars_server.store import Store
 from envvars_server.workloads import Workloads
 
@@ -30,12 +31,20 @@ class Runtime:
     options: Mapping[str, Any] = field(default_factory=dict)
     workloads: dict[str, Workloads] = field(default_factory=dict)
 
+    def machines(self, platform: str, subdir: str, noun: str, env_for: EnvSource) -> Machines:
+        """A workloads layer for `platform`, its roots under `data_dir/subdir`, with the server's limits
+        (options `max_workloads_per_user`, per platform, and `max_procs`, per workload)."""
+        return Machines(self.store, platform, self.data_dir / subdir, env_for, noun,
+                        max_per_user=self.options.get("max_workloads_per_user") or DEFAULT_MAX_PER_USER,
+                        max_procs=self.options.get("max_procs") or DEFAULT_MAX_PROCS)
+
 
 @dataclass(frozen=True)
 class Platform:
     """One platform of the reference server."""
 
     name: str
+    title: str
     envelope: Envelope
     routers: tuple[APIRouter, ...]
     run: Callable[[Runtime], AbstractContextManager[None]] | None = None

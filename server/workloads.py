@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from envvars_server.auth import current_user
+from envvars_server.deps import current_user, workloads_of
 from envvars_server.errors import ApiError, DomainError, Envelope
 from envvars_server.machines import AgentDown, FreezeFailed, Machines, NotFound, NotRunning, QuotaExceeded
 
@@ -81,13 +81,7 @@ router = APIRouter(prefix=PREFIX, tags=["workloads"], responses={
 })
 
 
-async def hosts_of(request: Request) -> dict[str, Workloads]:
-    """Every platform's workloads, by platform name."""
-    hosts: dict[str, Workloads] = request.app.state.workloads
-    return hosts
-
-
-Hosts = Depends(hosts_of)
+Hosts = Depends(workloads_of)
 
 
 def _find(hosts: dict[str, Workloads], owner: str, workload_id: str) -> tuple[str, Workloads, dict[str, Any]]:

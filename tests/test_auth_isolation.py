@@ -26,7 +26,7 @@ from envvars_server.auth import unauthorized
 from envvars_server.errors import owner
 from envvars_server.launch import ServerProcess
 from envvars_server.platforms import PLATFORMS
-from envvars_server.store import DB_FILE, Store, hash_token
+from envvars_server.store import DB_FILE, SqliteStore, hash_token
 from tests import openapi_doc
 from tests.conftest import Api
 from tests.figures import figure
@@ -174,7 +174,7 @@ def test_tokens_are_stored_as_digests_only(server: ServerProcess, victim: Victim
         stored = [row[0] for row in db.execute("SELECT token_hash FROM tokens")]
     assert stored and all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in stored)
     assert hash_token(victim.token) in stored
-    store = Store(server.data_dir)
+    store = SqliteStore(server.data_dir)
     assert store.user_for_token(victim.token) == victim.user_id
     assert store.user_for_token(hash_token(victim.token)) is None  # the digest is not a credential
 

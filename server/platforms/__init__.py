@@ -3,8 +3,8 @@
 from envvars_server.platform import Platform
 from envvars_server.platforms import hoody, vers, vers_vm
 
-VERS = Platform("vers", vers.ENVELOPE, (vers.router, vers_vm.router), run=vers_vm.run)
+VERS = Platform("vers", "Vers", vers.ENVELOPE, (vers.router, vers_vm.router), run=vers_vm.run)
 
-HOODY = Platform("hoody", hoody.ENVELOPE, (hoody.router,), run=hoody.run)
+HOODY = Platform("hoody", "Hoody", hoody.ENVELOPE, (hoody.router,), run=hoody.run)
 
 PLATFORMS: tuple[Platform, ...] = (VERS, HOODY)

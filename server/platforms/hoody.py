@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Request
+from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from envvars.rules import RuleViolation, describe, key_json_schema, key_violation, value_json_schema
 from envvars.rules import violations as rule_violations
 from envvars.rules.hoody import RULES
-from envvars_server.auth import current_user
+from envvars_server.deps import current_user, machines_of, store_of
 from envvars_server.errors import ApiError, DomainError, Envelope
 from envvars_server.machines import (
     AgentDown,
@@ -131,9 +131,8 @@ router = APIRouter(prefix=PREFIX, tags=["container-env"], responses=ERRORS)
 def run(runtime: Runtime) -> Iterator[None]:
     """Every user's containers, each booted with its own stored map: recovered at start, stopped at the end."""
     store = runtime.store
-    machines = Machines(store, PLATFORM, runtime.data_dir / "containers", noun="container",
-                        env_for=lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]))
-    runtime.app.state.hoody_containers = machines
+    machines = runtime.machines(PLATFORM, "containers", "container",
+                                lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]))
     runtime.workloads[PLATFORM] = Workloads(machines, "container", _new_container)
     machines.recover()
     try:
@@ -148,13 +147,17 @@ def _new_container(owner: str, name: str) -> dict[str, Any]:
     return {"id": container_id, "owner_id": owner, "name": name, "mem_size_mib": 512, "fs_size_mib": 1024}
 
 
+containers_of = machines_of(PLATFORM)
+
+
 class Containers:
     """One user's view of the containers and their maps."""
 
-    def __init__(self, request: Request, user: str = Depends(current_user)):
+    def __init__(self, user: str = Depends(current_user), machines: Machines = Depends(containers_of),
+                 store: Store = Depends(store_of)):
         self.user = user
-        self.machines: Machines = request.app.state.hoody_containers
-        self.store: Store = request.app.state.store
+        self.machines = machines
+        self.store = store
 
     def env(self, container_id: str) -> dict[str, str]:
         """The stored map of a container of this user (404 for any other)."""

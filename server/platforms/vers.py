@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from envvars.rules import (
@@ -17,7 +17,7 @@ from envvars.rules import (
     value_json_schema,
 )
 from envvars.rules.vers import RULES
-from envvars_server.auth import current_user
+from envvars_server.deps import current_user, store_of
 from envvars_server.errors import ApiError, Envelope
 from envvars_server.platforms.vers_machines import translate
 from envvars_server.store import Store
@@ -75,12 +75,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix=PREFIX, tags=["env_vars"], responses=ERRORS)
-
-
-async def store_of(request: Request) -> Store:  # async: no thread hop (see current_user)
-    """The server's store."""
-    store: Store = request.app.state.store
-    return store
 
 
 @router.get("/env_vars", operation_id="list_env_vars", response_model=EnvVarsResponse)

@@ -11,9 +11,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict, StrictBool, StrictStr
 
-from envvars_server.auth import current_user
+from envvars_server.deps import current_user
 from envvars_server.errors import ApiError
-from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS, Machines
 from envvars_server.platform import Runtime
 from envvars_server.platforms.vers import ENVELOPE, ERRORS, PLATFORM, PREFIX, ErrorResponse
 from envvars_server.platforms.vers_machines import VersVms
@@ -62,21 +61,14 @@ NO_NUL: dict[str, JsonValue] = {"pattern": r"^[^\u0000]*$"}
 BASE64: dict[str, JsonValue] = {"pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
 
 
-VM_LIMITS = ("max_vms_per_user", "max_procs")
-
-
 @contextmanager
 def run(runtime: Runtime) -> Iterator[None]:
     """The VMs of every user, injected with their owner's Vers set: recovered at start, stopped at the end.
 
-    Options: `max_vms_per_user` and `max_procs` (see `server/machines.py`), `vm_slots` (`UserSlots`).
+    Option `vm_slots` (`UserSlots`): how many VM operations one user may have in flight.
     """
     store = runtime.store
-    limits = {name: runtime.options[name] for name in VM_LIMITS if runtime.options.get(name) is not None}
-    machines = Machines(store, PLATFORM, runtime.data_dir / "vms", noun="VM",
-                        env_for=lambda record: store.get_vars(PLATFORM, record["owner_id"]),
-                        max_per_user=limits.get("max_vms_per_user", DEFAULT_MAX_PER_USER),
-                        max_procs=limits.get("max_procs", DEFAULT_MAX_PROCS))
+    machines = runtime.machines(PLATFORM, "vms", "VM", lambda record: store.get_vars(PLATFORM, record["owner_id"]))
     runtime.app.state.vers_vms = VersVms(store, machines, runtime.data_dir / "commits")
     runtime.app.state.vm_slots = runtime.options.get("vm_slots") or UserSlots()
     runtime.workloads[PLATFORM] = Workloads(machines, "vm", _new_workload)
@@ -92,7 +84,7 @@ def _new_workload(owner: str, name: str) -> dict[str, Any]:
     return VersVms.new_record(owner, VmConfig(labels={"name": name}).resolved())
 
 
-async def vms_of(request: Request) -> VersVms:  # async: no thread hop (see current_user)
+async def vms_of(request: Request) -> VersVms:  # async: no thread hop (see deps)
     """The server's VMs."""
     vms: VersVms = request.app.state.vers_vms
     return vms

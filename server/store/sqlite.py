@@ -1,21 +1,19 @@
-"""SQLite storage for the reference server: users, tokens, env-var sets and workload records.
+"""The store on one SQLite file under the data dir (see `base.py` for what it keeps).
 
-Nothing here is platform-specific: an env-var set is addressed by (platform, owner, scope), where
-scope is whatever the platform groups variables by (empty for Vers' account-wide set, a container's
-id for Hoody), and a workload record by (platform, id).
 Every write is one transaction in WAL mode with `synchronous=FULL`, so a write that was
-acknowledged survives a crash, and a reader sees either the old or the new set, never a mix.
+acknowledged survives a crash, and a reader sees either the old or the new set, never a mix. A
+set's read-modify-write runs under the database's write lock, which covers every set. The schema
+is versioned (`PRAGMA user_version`); a database written by an older release is upgraded in place
+when the server starts, and one written by a newer release is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +22,7 @@ from typing import Any
 
 from envvars.rules import SetLimits, check_set_size
 from envvars_server.datadir import create_private, secure_data_dir
+from envvars_server.store.base import Cipher, Variable, hash_token, now_iso, now_iso_ms
 
 _BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -79,6 +78,28 @@ _MIGRATIONS = (
         json_set(record, '$.id', vm_id) FROM vms ORDER BY rowid;
     DROP TABLE vms;
     """,
+    # 2: each variable gets an id (uuid v4), attributes and creation and update times.
+    """
+    CREATE TABLE env_vars_v2 (
+        platform TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (platform, owner, scope, key)
+    );
+    INSERT INTO env_vars_v2 SELECT platform, owner, scope, key, value,
+        lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2)
+            || '-' || substr('89ab', 1 + abs(random()) % 4, 1) || substr(lower(hex(randomblob(2))), 2) || '-'
+            || lower(hex(randomblob(6))),
+        '{}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM env_vars;
+    DROP TABLE env_vars;
+    ALTER TABLE env_vars_v2 RENAME TO env_vars;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -89,22 +110,12 @@ class StoreTooNew(RuntimeError):
     """The database was written by a newer release than this one."""
 
 
-def now_iso() -> str:
-    """The current UTC time in RFC 3339 form, as the APIs report it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def _statements(script: str) -> list[str]:
     """The SQL statements of a script (none of ours has a `;` inside a statement)."""
     return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
-def hash_token(token: str) -> str:
-    """The stored form of an API token: only its SHA-256 is ever written."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Store:
+class SqliteStore:
     """One SQLite file under the data dir; safe to share between the server's threads.
 
     `set_limits` bounds every env-var set: a write that would leave a set beyond them stores nothing.
@@ -120,6 +131,7 @@ class Store:
         # "database is locked" cannot reach a client.
         self._write_lock = threading.Lock()
         self._token_users: dict[str, str] = {}  # digest -> user id; tokens are never revoked
+        self._ciphers: dict[str, Cipher] = {}
         self._migrate()
 
     def _migrate(self) -> None:
@@ -187,39 +199,49 @@ class Store:
 
     # -- env-var sets -----------------------------------------------------------------------
 
+    def use_cipher(self, platform: str, cipher: Cipher) -> None:
+        """Seal the values of `platform`'s sets with `cipher` from now on."""
+        self._ciphers[platform] = cipher
+
     def get_vars(self, platform: str, owner: str, scope: str = "") -> dict[str, str]:
         """The whole set stored for (platform, owner, scope)."""
+        if platform in self._ciphers:
+            return {key: variable.value for key, variable in self.variables(platform, owner, scope).items()}
         rows = self._db().execute(
             "SELECT key, value FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? ORDER BY key",
             (platform, owner, scope),
         )
         return dict(rows.fetchall())
 
+    def variables(self, platform: str, owner: str, scope: str = "") -> dict[str, Variable]:
+        """The whole set, by key, with ids, attributes and times."""
+        return _read_set(self._db(), (platform, owner, scope), self._ciphers.get(platform))
+
+    @contextmanager
+    def edit(self, platform: str, owner: str, scope: str = "") -> Iterator[_Edit]:
+        """A read-modify-write of one set under the write lock; nothing is stored if the block raises.
+
+        Raises `RuleViolation`, storing nothing, when the set after would break `set_limits`: the
+        check runs on the set as written, inside the transaction, so concurrent writes cannot
+        together pass it.
+        """
+        with self._write() as db:
+            edit = _Edit(db, (platform, owner, scope), self._ciphers.get(platform))
+            yield edit
+            check_set_size(self.set_limits, {key: v.value for key, v in edit._set().items()})
+
     def put_vars(
         self, platform: str, owner: str, variables: Mapping[str, str], replace: bool, scope: str = ""
     ) -> dict[str, str]:
-        """Upsert `variables` (or, with `replace`, make them the whole set); return the set after.
-
-        Raises `RuleViolation`, storing nothing, when the set after would break `set_limits`: the
-        check runs on the set as written, inside the write's transaction and lock, so concurrent
-        writes cannot together pass it.
-        """
-        where = (platform, owner, scope)
-        with self._write() as db:
+        """Upsert `variables` (or, with `replace`, make them the whole set); return the set after."""
+        with self.edit(platform, owner, scope) as edit:
             if replace:
-                db.execute("DELETE FROM env_vars WHERE platform = ? AND owner = ? AND scope = ?", where)
-            db.executemany(
-                "INSERT INTO env_vars VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (platform, owner, scope, key) DO UPDATE SET value = excluded.value",
-                [(*where, key, value) for key, value in variables.items()],
-            )
-            rows = db.execute(
-                "SELECT key, value FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? ORDER BY key",
-                where,
-            )
-            resulting = dict(rows.fetchall())
-            check_set_size(self.set_limits, resulting)  # raising rolls the transaction back
-            return resulting
+                for key in edit.variables().keys() - variables.keys():
+                    edit.delete(key)
+            for key, value in variables.items():
+                edit.upsert(key, value)
+            resulting = {key: variable.value for key, variable in sorted(edit._set().items())}
+        return resulting
 
     def delete_var(self, platform: str, owner: str, key: str, scope: str = "") -> bool:
         """Delete one variable; False when it did not exist."""
@@ -281,3 +303,59 @@ class Store:
             "SELECT record FROM commits WHERE commit_id = ? AND owner = ?", (commit_id, owner)
         ).fetchone()
         return json.loads(row[0]) if row else None
+
+
+Where = tuple[str, str, str]  # (platform, owner, scope)
+
+
+def _read_set(db: sqlite3.Connection, where: Where, cipher: Cipher | None) -> dict[str, Variable]:
+    rows = db.execute(
+        "SELECT key, value, id, attributes, created_at, updated_at FROM env_vars "
+        "WHERE platform = ? AND owner = ? AND scope = ? ORDER BY key", where,
+    ).fetchall()
+    return {key: Variable(id=var_id, key=key, value=cipher.open(value, var_id) if cipher else value,
+                          attributes=json.loads(attributes), created_at=created, updated_at=updated)
+            for key, value, var_id, attributes, created, updated in rows}
+
+
+class _Edit:
+    """One set's read-modify-write inside a write transaction (see `base.SetEdit`)."""
+
+    def __init__(self, db: sqlite3.Connection, where: Where, cipher: Cipher | None):
+        self.db = db
+        self.where = where
+        self.cipher = cipher
+        self._current: dict[str, Variable] | None = None
+
+    def _set(self) -> dict[str, Variable]:
+        """The set as edited so far (read once, then kept up to date)."""
+        if self._current is None:
+            self._current = _read_set(self.db, self.where, self.cipher)
+        return self._current
+
+    def variables(self) -> dict[str, Variable]:
+        return dict(self._set())
+
+    def upsert(self, key: str, value: str, attributes: Mapping[str, Any] | None = None) -> Variable:
+        old = self._set().get(key)
+        now = now_iso_ms()
+        variable = Variable(
+            id=old.id if old else str(uuid.uuid4()), key=key, value=value,
+            attributes={**(old.attributes if old else {}), **(attributes or {})},
+            created_at=old.created_at if old else now, updated_at=now,
+        )
+        stored = self.cipher.seal(value, variable.id) if self.cipher else value
+        self.db.execute(
+            "INSERT INTO env_vars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (platform, owner, scope, key) "
+            "DO UPDATE SET value = excluded.value, attributes = excluded.attributes, updated_at = excluded.updated_at",
+            (*self.where, key, stored, variable.id, json.dumps(dict(variable.attributes)), variable.created_at, now),
+        )
+        self._set()[key] = variable
+        return variable
+
+    def delete(self, key: str) -> bool:
+        if self._set().pop(key, None) is None:
+            return False
+        self.db.execute("DELETE FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? AND key = ?",
+                        (*self.where, key))
+        return True
