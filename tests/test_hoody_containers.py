@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import requests
 
+from envvars_server.launch import ServerProcess
 from tests.conftest import Api
 
 LOGIN = {"PATH", "HOME", "SHELL", "USER", "LOGNAME"}  # what every login gets besides the container's map
@@ -174,3 +175,17 @@ def test_the_neutral_surface_names_what_it_cannot_make(api: Api) -> None:
     assert response.status_code == 400
     assert response.json()["error"].startswith("platform 'nowhere' has no workloads here; known: ")
     assert api.get("/_envvars/v1/workloads/cnt_000000000000/environment").status_code == 404
+
+
+def test_each_boot_of_a_container_writes_its_env_file_exactly_once(server: ServerProcess, api: Api, cid: str) -> None:
+    def injections() -> int:
+        log = (server.data_dir / "containers" / cid / "agent.log").read_text(errors="replace")
+        return sum(line.startswith("envvars-agent: WriteFile '/etc/environment'") for line in log.splitlines())
+
+    assert injections() == 1  # its first boot
+    for round_ in range(3):
+        api.patch(env_path(cid), json={"ROUND": str(round_)}).raise_for_status()
+        assert injections() == 1 + round_  # a write never reaches the running container
+        api.post(f"/api/v1/containers/{cid}/restart").raise_for_status()
+        assert injections() == 2 + round_
+    assert seen(api, cid) == {"ROUND": "2"}
