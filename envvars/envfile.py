@@ -39,15 +39,14 @@ def _line(key: str, value: str) -> str:
     return f'{key}="{value}"'
 
 
-def login_alteration(key: str, value: str, machine: str = "VM") -> str | None:
-    """How a login (pam_env) in a `machine` (VM, container) will see `key`'s value otherwise than
-    written, or None if intact."""
+def login_alteration(key: str, value: str) -> str | None:
+    """How a VM login (pam_env) will see `key`'s value otherwise than written, or None if intact."""
     size = len(f'{key}="{value}"'.encode())
     if size > PAM_LINE_MAX:
         return (f"its /etc/environment line is {size} bytes and pam_env skips lines over {PAM_LINE_MAX}, so a "
-                f"login in a {machine} will not see it at all")
+                "login in a VM will not see it at all")
     if "#" in value:
-        return f"it holds '#', where pam_env ends a value, so a login in a {machine} sees only what comes before it"
+        return "it holds '#', where pam_env ends a value, so a login in a VM sees only what comes before it"
     return None
 
 

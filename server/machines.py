@@ -2,13 +2,16 @@
 file once, restart, pause, snapshot, delete, and recovery after a server restart.
 
 The injection path: a workload boots, and once its guest agent answers, gets exactly one `WriteFile`
-of `/etc/environment` (mode 0644) holding its env source's set at that moment; only then is it
-`running`. A running workload never sees later changes until it is restarted (`restart` boots it
-again and writes the then-current set, once). Each record keeps a digest of the set its current
-boot received, so a platform can tell whether the workload is in sync with the stored set.
+of its env file holding its env source's set at that moment; only then is it `running`. Where the
+set goes is the platform's `Delivery`: a VM's `/etc/environment`, read by pam_env at each login
+(`ETC_ENVIRONMENT`), or a container's process environment, inherited intact by every process started
+in it (`PROCESS_ENVIRONMENT`). A running workload never sees later changes until it is restarted
+(`restart` boots it again and writes the then-current set, once). Each record keeps a digest of the
+set its current boot received, so a platform can tell whether the workload is in sync with the
+stored set.
 
 After a server restart, workloads that were `running` boot again from their kept root (keeping the
-`/etc/environment` of their last boot, not re-injected), `paused`/`sleeping` ones boot and pause
+env file of their last boot, not re-injected), `paused`/`sleeping` ones boot and pause
 again, and those still `booting` when the server stopped are `dead`.
 
 Failures are domain errors (`MachineError` subclasses); each platform maps them to its own statuses
@@ -29,12 +32,12 @@ from typing import Any
 from envvars.envfile import render
 from envvars_server.errors import DomainError
 from envvars_server.sandbox import AgentUnavailable, GuestError, Limits, Sandbox
+from envvars_server.sandbox.agent import PROCESS_ENV_FILE
 from envvars_server.sandbox.host import CgroupError
 from envvars_server.store import Store, now_iso
 
 log = logging.getLogger("envvars.machines")
 
-ENV_FILE = "/etc/environment"
 BOOT_TIMEOUT_S = 30.0
 PAUSED_STATES = {"paused", "sleeping"}
 DEFAULT_MAX_PER_USER = 20
@@ -81,6 +84,21 @@ EnvSource = Callable[[Mapping[str, Any]], Mapping[str, str]]
 """The set a workload receives at boot, from its record (its owner's set, its own set...)."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """Where a workload's set is written at boot, in which form and with which mode."""
+
+    path: str
+    render: Callable[[Mapping[str, str]], bytes]
+    mode: int
+
+
+ETC_ENVIRONMENT = Delivery("/etc/environment", lambda env: render(env).encode(), 0o644)
+PROCESS_ENVIRONMENT = Delivery(
+    PROCESS_ENV_FILE, lambda env: b"".join(f"{key}={value}".encode() + b"\0" for key, value in sorted(env.items())),
+    0o600)
+
+
 def env_digest(variables: Mapping[str, str]) -> str:
     """A digest of a set, to tell whether a workload's boot received the stored set."""
     return hashlib.sha256(json.dumps(dict(variables), sort_keys=True).encode()).hexdigest()
@@ -103,12 +121,14 @@ class Machines:
     """
 
     def __init__(self, store: Store, platform: str, root_dir: Path, env_for: EnvSource, noun: str,
-                 max_per_user: int = DEFAULT_MAX_PER_USER, max_procs: int = DEFAULT_MAX_PROCS):
+                 delivery: Delivery = ETC_ENVIRONMENT, max_per_user: int = DEFAULT_MAX_PER_USER,
+                 max_procs: int = DEFAULT_MAX_PROCS):
         self.store = store
         self.platform = platform
         self.root_dir = root_dir
         self.env_for = env_for
         self.noun = noun
+        self.delivery = delivery
         self.max_per_user = max_per_user
         self.max_procs = max_procs
         self._machines: dict[str, Machine] = {}
@@ -193,7 +213,8 @@ class Machines:
                 machine.sandbox.create_root(source_root)
             machine.sandbox.boot(timeout=BOOT_TIMEOUT_S)
             if env is not None:
-                machine.sandbox.client().write_file(ENV_FILE, render(env).encode(), mode=0o644, create_dirs=True)
+                machine.sandbox.client().write_file(self.delivery.path, self.delivery.render(env),
+                                                    mode=self.delivery.mode, create_dirs=True)
                 record["env_digest"] = env_digest(env)
             record["state"] = "running"
         except Exception:

@@ -15,7 +15,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from envvars_server.errors import Envelope
-from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS, EnvSource, Machines
+from envvars_server.machines import (
+    DEFAULT_MAX_PER_USER,
+    DEFAULT_MAX_PROCS,
+    ETC_ENVIRONMENT,
+    Delivery,
+    EnvSource,
+    Machines,
+)
 from envvars_server.store import Store
 from envvars_server.workloads import Workloads
 
@@ -31,10 +38,11 @@ class Runtime:
     options: Mapping[str, Any] = field(default_factory=dict)
     workloads: dict[str, Workloads] = field(default_factory=dict)
 
-    def machines(self, platform: str, subdir: str, noun: str, env_for: EnvSource) -> Machines:
+    def machines(self, platform: str, subdir: str, noun: str, env_for: EnvSource,
+                 delivery: Delivery = ETC_ENVIRONMENT) -> Machines:
         """A workloads layer for `platform`, its roots under `data_dir/subdir`, with the server's limits
         (options `max_workloads_per_user`, per platform, and `max_procs`, per workload)."""
-        return Machines(self.store, platform, self.data_dir / subdir, env_for, noun,
+        return Machines(self.store, platform, self.data_dir / subdir, env_for, noun, delivery,
                         max_per_user=self.options.get("max_workloads_per_user") or DEFAULT_MAX_PER_USER,
                         max_procs=self.options.get("max_procs") or DEFAULT_MAX_PROCS)
 

@@ -134,7 +134,7 @@ def test_reserved_keys_cannot_be_set_or_deleted_one_by_one(api: Api, cid: str) -
     assert_error(api.patch(env_path(cid, "HOODY_ID"), json={"value": "x"}), 400, "RESERVED_ENV_PREFIX")
     assert_error(api.delete(env_path(cid, "HOODY_ID")), 400, "RESERVED_ENV_PREFIX")
     assert_error(api.put(env_path(cid, "9LIVES"), json={"value": "x"}), 400, "INVALID_ENV_KEY")
-    assert_error(api.put(env_path(cid, "OK"), json={"value": "a\nb"}), 400, "VALIDATION_ERROR")
+    assert_error(api.put(env_path(cid, "OK"), json={"value": "a\u0000b"}), 400, "VALIDATION_ERROR")
     assert_error(api.put(env_path(cid, "OK"), json={}), 400, "VALIDATION_ERROR", "value: Field required")
 
 
@@ -180,7 +180,7 @@ def test_the_neutral_surface_names_what_it_cannot_make(api: Api) -> None:
 def test_each_boot_of_a_container_writes_its_env_file_exactly_once(server: ServerProcess, api: Api, cid: str) -> None:
     def injections() -> int:
         log = (server.data_dir / "containers" / cid / "agent.log").read_text(errors="replace")
-        return sum(line.startswith("envvars-agent: WriteFile '/etc/environment'") for line in log.splitlines())
+        return sum(line.startswith("envvars-agent: WriteFile '/run/envvars/environ'") for line in log.splitlines())
 
     assert injections() == 1  # its first boot
     for round_ in range(3):
@@ -189,3 +189,12 @@ def test_each_boot_of_a_container_writes_its_env_file_exactly_once(server: Serve
         api.post(f"/api/v1/containers/{cid}/restart").raise_for_status()
         assert injections() == 2 + round_
     assert seen(api, cid) == {"ROUND": "2"}
+
+
+def test_a_container_sees_every_value_intact(api: Api, cid: str) -> None:
+    values = {"HASH": "before # after", "LINES": "-----BEGIN KEY-----\nabc\r\n-----END KEY-----\n",
+              "LONG": "x" * 65_536, "QUOTES": "'single' \"double\" $HOME `tick` \\", "EQUALS": "a=b=c",
+              "UNICODE": "ünïcødé ✓", "EMPTY": ""}
+    api.patch(env_path(cid), json=values).raise_for_status()
+    api.post(f"/api/v1/containers/{cid}/restart").raise_for_status()
+    assert seen(api, cid) == values

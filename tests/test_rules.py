@@ -111,7 +111,7 @@ def test_describe_states_the_rules_once_for_schema_and_openapi() -> None:
 def test_hoody_maps_each_violation_to_its_documented_code() -> None:
     from envvars.rules.hoody import RULES as HOODY
 
-    found = violations(HOODY, {"HOODY_TOKEN": "v", "1A": "v", "OK": "a\nb", "LONG": "x" * 65_537})
+    found = violations(HOODY, {"HOODY_TOKEN": "v", "1A": "v", "OK": "a\x00b", "LONG": "x" * 65_537})
     assert [(v.key, HOODY.code(v)) for v in found] == [
         ("1A", "INVALID_ENV_KEY"), ("HOODY_TOKEN", "RESERVED_ENV_PREFIX"), ("LONG", "VALIDATION_ERROR"),
         ("OK", "VALIDATION_ERROR")]
@@ -119,4 +119,4 @@ def test_hoody_maps_each_violation_to_its_documented_code() -> None:
     assert violations(HOODY, {}, one_request=False) == []
     too_many = {f"K{i}": "v" for i in range(201)}
     assert [v.message for v in violations(HOODY, too_many)] == ["201 env vars in one request: Hoody takes 1 to 200"]
-    assert violations(HOODY, {"K" * 256: "x" * 65_536}) == []
+    assert violations(HOODY, {"K" * 256: "x" * 65_536, "PEM": "-----BEGIN-----\nabc\r\n"}) == []

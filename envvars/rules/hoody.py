@@ -2,13 +2,9 @@
 
 from envvars.rules import KeyRules, Kind
 
-# The page allows any string value; the reference server's containers receive their map through
-# `/etc/environment` (as Vers VMs do), which cannot hold these, so they are refused up front.
-UNREPRESENTABLE = {
-    "\n": "a newline, which the container's /etc/environment cannot represent (one variable per line)",
-    "\r": "a carriage return, which the container's /etc/environment cannot represent (one variable per line)",
-    "\x00": "a NUL byte, which no process environment can hold",
-}
+# The page allows any string value; a container's processes get the map as their environment,
+# which holds any text but NUL (it ends each `KEY=VALUE` entry).
+UNREPRESENTABLE = {"\x00": "a NUL byte, which no process environment can hold"}
 
 KEY_CODES = {kind: "INVALID_ENV_KEY" for kind in (Kind.KEY_TYPE, Kind.KEY_EMPTY, Kind.KEY_TOO_LONG, Kind.KEY_INVALID)}
 

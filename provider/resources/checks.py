@@ -20,14 +20,14 @@ def rule_failures(rules: KeyRules, prop: str, variables: Any, one_request: bool 
             for violation in violations(rules, variables, unknown=UNKNOWN, one_request=one_request)]
 
 
-def login_warnings(variables: Any, machine: str) -> list[str]:
-    """A warning for each known value that a login in a `machine` (VM, container) will not see as written."""
+def login_warnings(variables: Any) -> list[str]:
+    """A warning for each known value that a login in a VM (pam_env on `/etc/environment`) will not see as written."""
     if not isinstance(variables, dict):
         return []
     found = []
     for key in sorted(variables):
         value = variables[key]
-        alteration = login_alteration(key, value, machine) if isinstance(value, str) and value != UNKNOWN else None
+        alteration = login_alteration(key, value) if isinstance(value, str) and value != UNKNOWN else None
         if alteration:
             found.append(f"env var {key!r}: {alteration}; it is stored as written")
     return found

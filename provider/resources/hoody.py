@@ -15,7 +15,7 @@ from envvars_provider.config import Setting, auth_hint
 from envvars_provider.errors import ConfigError, PartialApply, ProviderError
 from envvars_provider.platform import Platform
 from envvars_provider.resources.base import BOOLEAN, STRING, STRING_MAP, Diff, Prop, Resource
-from envvars_provider.resources.checks import login_warnings, rule_failures
+from envvars_provider.resources.checks import rule_failures
 from envvars_provider.values import UNKNOWN
 
 URL = Setting("hoody_url", "Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.", "HOODY_URL",
@@ -76,9 +76,6 @@ class ContainerEnv(Resource):
         if inputs.get("container_id") == "":
             failures.insert(0, ("container_id", "containerId must be a container's id, such as cnt_abc123def456"))
         return failures
-
-    def warnings(self, inputs: dict[str, Any]) -> list[str]:
-        return login_warnings(inputs.get("vars"), "container")
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         container_id, variables = inputs.get("container_id"), inputs.get("vars")

@@ -67,7 +67,7 @@ class EnvVars(VersResource):
         return rule_failures(RULES, "vars", inputs.get("vars"))
 
     def warnings(self, inputs: dict[str, Any]) -> list[str]:
-        return login_warnings(inputs.get("vars"), "VM")
+        return login_warnings(inputs.get("vars"))
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         variables = inputs.get("vars")
@@ -201,7 +201,7 @@ class EnvVar(VersResource):
 
     def warnings(self, inputs: dict[str, Any]) -> list[str]:
         key = inputs.get("key")
-        return login_warnings({key: inputs.get("value")}, "VM") if isinstance(key, str) and key != UNKNOWN else []
+        return login_warnings({key: inputs.get("value")}) if isinstance(key, str) and key != UNKNOWN else []
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         key = inputs.get("key")

@@ -1,10 +1,11 @@
-"""Hoody: a container's env vars (`/api/v1/containers/{id}/env`), taking effect when the container restarts.
+"""Hoody: a container's env vars (`/api/v1/containers/{id}/env`), taking effect when the container
+restarts.
 
 Each container has its own map (the store's scope is the container id). Writes merge into it and
 never reach the running container: `POST /api/v1/containers/{id}/restart` boots it again with the
-stored map written to its `/etc/environment`. `synced` is true exactly when the map the container's
-current boot received equals the stored map. The page documents PATCH; Hoody's public SDK sends PUT,
-so both are served on both write routes.
+stored map as its process environment (every value intact, as in a real container). `synced` is true
+exactly when the map the container's current boot received equals the stored map. The page documents
+PATCH; Hoody's public SDK sends PUT, so both are served on both write routes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from envvars.rules.hoody import RULES
 from envvars_server.deps import current_user, machines_of, store_of
 from envvars_server.errors import ApiError, DomainError, Envelope
 from envvars_server.machines import (
+    PROCESS_ENVIRONMENT,
     AgentDown,
     BootFailed,
     FreezeFailed,
@@ -132,7 +134,8 @@ def run(runtime: Runtime) -> Iterator[None]:
     """Every user's containers, each booted with its own stored map: recovered at start, stopped at the end."""
     store = runtime.store
     machines = runtime.machines(PLATFORM, "containers", "container",
-                                lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]))
+                                lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]),
+                                PROCESS_ENVIRONMENT)
     runtime.workloads[PLATFORM] = Workloads(machines, "container", _new_container)
     machines.recover()
     try:

@@ -9,7 +9,10 @@ File operations are confined to the VM's own root filesystem: every mount point 
 (the read-only system directories, /proc, /dev) is outside it, and so is any path that resolves
 there through a symlink. Exec gets the login environment of the VM: defaults, then what the
 real pam_env module reads from `/etc/environment` (a value cut at `#`, an over-long line
-skipped, as a login sees them), then the request's `env`; nothing of the agent's own.
+skipped, as a login sees them), then the workload's process environment if it has one
+(`PROCESS_ENV_FILE`, `KEY=VALUE` entries each ended by NUL, as in `/proc/<pid>/environ`: what a
+container's processes inherit, every value intact), then the request's `env`; nothing of the
+agent's own.
 
 The agent holds at most MAX_FILE bytes of a file and MAX_EXEC_OUTPUT bytes of a command's
 output (the limits are in the protocol's docstring); a command beyond its output limit or its
@@ -51,6 +54,7 @@ from envvars_server.sandbox.protocol import (
 )
 
 ENV_FILE = "/etc/environment"
+PROCESS_ENV_FILE = "/run/envvars/environ"
 PAM_CONFDIR = "/opt/envvars-pam"  # holds pam.SERVICE, placed read-only by the host
 LOGIN_DEFAULTS = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -75,8 +79,25 @@ def login_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
         env.update(pam.login_variables(PAM_CONFDIR))
     except pam.PamUnavailable as exc:
         raise GuestError("io_error", f"the VM's login environment cannot be read: {exc}") from None
+    env.update(process_env())
     env.update(overrides or {})
     return env
+
+
+def process_env() -> dict[str, str]:
+    """The workload's process environment (`PROCESS_ENV_FILE`), or nothing when it has none."""
+    try:  # non-blocking and a regular file only: a guest's FIFO or device there cannot hang a login
+        fd = os.open(PROCESS_ENV_FILE, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except OSError as exc:
+        raise GuestError("io_error", f"{PROCESS_ENV_FILE} cannot be opened: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GuestError("io_error", f"{PROCESS_ENV_FILE} is not a regular file")
+        raw = file.read(MAX_FILE)
+    entries = (entry.decode("utf-8", "replace").partition("=") for entry in raw.split(b"\0") if entry)
+    return {key: value for key, equals, value in entries if key and equals}
 
 
 # -- paths -----------------------------------------------------------------------------------------
