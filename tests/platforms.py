@@ -78,6 +78,7 @@ class EnvSet:
     write_url: str
     key_url: Callable[[str], str]
     workload: str | None = None  # a workload booted with this set (made by `apply` where there is none)
+    deletes_refuse_bad_keys = True  # a DELETE naming a key the rules refuse is a 400 (else an idempotent no-op)
     made: list[str] = field(default_factory=list)  # workloads to remove afterwards
 
     def get(self) -> dict[str, str]:
@@ -231,6 +232,10 @@ class VersKit(Kit):
 # -- Hoody: one map per container; a restart boots the container with it ---------------------------
 
 class HoodySet(EnvSet):
+    # The page lists only RESERVED_ENV_PREFIX among DELETE's errors, and deleting is idempotent: the server
+    # answers 200 for a key no write could have stored, and deletes nothing.
+    deletes_refuse_bad_keys = False
+
     def decode(self, response: requests.Response) -> dict[str, str]:
         return dict(response.json()["data"]["environment_vars"])
 
