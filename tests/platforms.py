@@ -104,9 +104,9 @@ class EnvSet:
     def delete(self, key: str) -> requests.Response:
         return self.api.delete(self.key_url(key))
 
-    def deleted(self, response: requests.Response) -> bool | None:  # pragma: no cover
-        """Whether a DELETE acknowledged removing a key that existed: True, False (it was absent), None
-        when the platform does not say (an idempotent 200); raises for an error."""
+    def delete_answer(self, response: requests.Response) -> str:  # pragma: no cover
+        """What a DELETE's answer says: "removed" (the key existed), "absent" (it did not: nothing written),
+        "idempotent" (done, whether or not it existed), or "error"."""
         raise NotImplementedError
 
     def replace_request(self, variables: dict[str, str]) -> dict[str, Any] | None:
@@ -176,9 +176,8 @@ class VersSet(EnvSet):
     def set_requests(self, key: str, value: str) -> list[dict[str, Any]]:
         return [self.merge_request({"GOOD": "1", key: value}), self.replace_request({key: value})]
 
-    def deleted(self, response: requests.Response) -> bool | None:
-        assert response.status_code in (204, 404), (response.status_code, response.text[:200])
-        return response.status_code == 204
+    def delete_answer(self, response: requests.Response) -> str:
+        return {204: "removed", 404: "absent"}.get(response.status_code, "error")
 
     def apply(self) -> str:
         workload = make_workload(self.api, "vers")
@@ -249,9 +248,8 @@ class HoodySet(EnvSet):
                 {"method": "PATCH", "url": quoted, "json": {"value": value}},
                 {"method": "PUT", "url": quoted, "json": {"value": value}}]
 
-    def deleted(self, response: requests.Response) -> bool | None:
-        assert response.status_code == 200, (response.status_code, response.text[:200])
-        return None  # idempotent: the answer does not say whether the key existed
+    def delete_answer(self, response: requests.Response) -> str:
+        return "idempotent" if response.status_code == 200 else "error"
 
     def apply(self) -> str:
         assert self.workload is not None
