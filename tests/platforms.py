@@ -121,6 +121,11 @@ class EnvSet:
         """A running workload whose boot received the stored set; its id."""
         raise NotImplementedError  # pragma: no cover
 
+    def synced(self) -> bool | None:
+        """Whether the set's workload runs with the stored set, where the platform says (a write that
+        changes nothing answers it); None where it does not."""
+        return None
+
     def close(self) -> None:
         for workload in self.made:
             self.remove_workload(workload)
@@ -256,6 +261,15 @@ class HoodySet(EnvSet):
         response = self.api.post(f"/api/v1/containers/{self.workload}/restart")
         assert response.status_code == 200 and response.json()["data"]["synced"] is True, response.text
         return self.workload
+
+
+    def synced(self) -> bool | None:
+        stored = self.get()
+        key = next(iter(stored), None)
+        assert key is not None, "an empty map cannot be rewritten unchanged"
+        response = self.merge({key: stored[key]})
+        assert response.status_code == 200, response.text
+        return bool(response.json()["data"]["synced"])
 
 
 class HoodyKit(Kit):
