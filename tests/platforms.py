@@ -78,7 +78,6 @@ class EnvSet:
     write_url: str
     key_url: Callable[[str], str]
     workload: str | None = None  # a workload booted with this set (made by `apply` where there is none)
-    deletes_refuse_bad_keys = True  # a DELETE naming a key the rules refuse is a 400 (else an idempotent no-op)
     made: list[str] = field(default_factory=list)  # workloads to remove afterwards
 
     def get(self) -> dict[str, str]:
@@ -152,6 +151,19 @@ class Kit:
     name: str
     deletes_workloads: bool  # whether its API deletes a workload (else only the quota bounds how many a test makes)
     alternates: dict[str, tuple[str, ...]] = {}  # other victim targets, by name: the path parameters they change
+    # Fuzzing: the objects a run aims at by name (made by `fuzz_targets`), which path parameters and body
+    # properties take which of them, and which one is the workload itself (what the neutral surface takes).
+    fuzz_aims: dict[str, tuple[str, ...]] = {}
+    fuzz_body_aims: dict[str, str] = {}
+    workload_target: str = "workload"
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:  # pragma: no cover
+        """Live objects of the user for a fuzz run to aim at, by target name (`workload_target` among them)."""
+        raise NotImplementedError
+
+    def new_workload(self, api: Api) -> str:
+        """A new running workload of the user (after a case deleted the one aimed at)."""
+        return make_workload(api, self.name)
 
     def env_set(self, api: Api) -> EnvSet:  # pragma: no cover
         """A new place holding variables for this user."""
@@ -197,6 +209,16 @@ class VersKit(Kit):
     name = "vers"
     deletes_workloads = True
     alternates = {"commit": ("vm_or_commit_id",)}
+    fuzz_aims = {"vm_id": ("vm",), "vm_or_commit_id": ("vm", "commit")}
+    fuzz_body_aims = {"commit_id": "commit"}
+    workload_target = "vm"
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:
+        """A running VM and a commit of it."""
+        vm = self.new_workload(api)
+        response = api.post(f"/api/v1/vm/{vm}/commit")
+        assert response.status_code == 201, response.text
+        return {"vm": vm, "commit": response.json()["commit_id"]}
 
     def env_set(self, api: Api) -> EnvSet:
         return VersSet(api, {"key": "KEPT", "vm_id": NO_SUCH_ID, "vm_or_commit_id": NO_SUCH_ID},
@@ -236,10 +258,6 @@ class VersKit(Kit):
 # -- Hoody: one map per container; a restart boots the container with it ---------------------------
 
 class HoodySet(EnvSet):
-    # The page lists only RESERVED_ENV_PREFIX among DELETE's errors, and deleting is idempotent: the server
-    # answers 200 for a key no write could have stored, and deletes nothing.
-    deletes_refuse_bad_keys = False
-
     def decode(self, response: requests.Response) -> dict[str, str]:
         return dict(response.json()["data"]["environment_vars"])
 
@@ -275,6 +293,12 @@ class HoodySet(EnvSet):
 class HoodyKit(Kit):
     name = "hoody"
     deletes_workloads = False  # neither Hoody's env API nor the neutral surface deletes a container
+    fuzz_aims = {"id": ("container",)}
+    workload_target = "container"
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:
+        """A running container."""
+        return {"container": self.new_workload(api)}
 
     def env_set(self, api: Api) -> EnvSet:
         container = make_workload(api, "hoody")

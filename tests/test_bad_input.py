@@ -127,11 +127,7 @@ def test_look_alike_and_invisible_keys_are_refused_naming_the_key(user: Api, hol
     for request in env_set.set_requests(key, "v"):
         message = assert_rejected(user.request(**request), request["url"])
         assert repr(key) in message and "must match" in message, message
-    response = env_set.delete(key)
-    if env_set.deletes_refuse_bad_keys:
-        assert_rejected(response, env_set.key_url(key))
-    else:  # deletes nothing (the fixture checks the set) and answers as for an absent key
-        assert response.status_code == 200, response.text
+    assert_refused_delete(env_set.delete(key), env_set.key_url(key))
 
 
 @pytest.mark.parametrize("platform", platforms.NAMES)
@@ -148,11 +144,7 @@ def test_values_that_cannot_be_stored_are_refused_without_echoing_them(user: Api
 def test_nul_bytes_in_keys_of_paths(user: Api, holder: Holder, platform: str) -> None:
     env_set = holder.sets[platform]
     url = env_set.key_url("KEPT") + "%00B"
-    response = user.delete(url)
-    if env_set.deletes_refuse_bad_keys:
-        assert_rejected(response, url)
-    else:
-        assert response.status_code == 200, response.text
+    assert_refused_delete(user.delete(url), url)
     for request in env_set.set_requests("A\x00B", "v"):
         assert_rejected(user.request(**request), request["url"])
 
@@ -168,6 +160,40 @@ def test_nul_bytes_in_vm_paths_and_queries(user: Api) -> None:
                         "/api/v1/vm")
     finally:
         assert user.delete(f"/api/v1/vm/{vm}").status_code == 200
+
+
+KEYED = [(m, p) for m, p in OPERATIONS if "{key}" in p]
+
+
+def template_of(method: str, url: str) -> tuple[str, str]:
+    """The documented operation a concrete URL is."""
+    return next((m, template) for m, template in OPERATIONS
+                if m == method and re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)), url))
+
+
+def assert_refused_delete(response: requests.Response, url: str) -> None:
+    """A DELETE naming a key the rules refuse: a 400, or on a route listed in UNDOCUMENTED_ACCEPTANCE (a known
+    bug) the idempotent 200 that deletes nothing (the fixture checks the set)."""
+    if template_of("DELETE", url) in UNDOCUMENTED_ACCEPTANCE and response.status_code == 200:
+        return
+    assert_rejected(response, url)
+# Where the server answers otherwise than its own document says: a server bug, reported; strict, so a fix shows.
+UNDOCUMENTED_ACCEPTANCE = {
+    ("DELETE", "/api/v1/containers/{id}/env/{key}"):
+        "the key's documented pattern is not enforced on DELETE: an idempotent 200 for a key that pattern excludes",
+}
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    pytest.param(m, p, marks=pytest.mark.xfail(reason=UNDOCUMENTED_ACCEPTANCE[(m, p)], strict=True))
+    if (m, p) in UNDOCUMENTED_ACCEPTANCE else (m, p) for m, p in KEYED], ids=[f"{m} {p}" for m, p in KEYED])
+def test_a_key_outside_the_documented_pattern_is_refused(user: Api, holder: Holder, method: str, path: str) -> None:
+    parameter = next(p for p in openapi_doc.operation(method, path)["parameters"] if p["name"] == "key")
+    assert not re.fullmatch(parameter["schema"]["pattern"], "1BAD")
+    body = openapi_doc.body_schema(method, path)
+    request = {"json": openapi_doc.sample(body, {"value": "v"})} if body else {}
+    url = holder.url(path, key="1BAD")
+    assert_rejected(user.request(method, url, **request), url)
 
 
 def bad_bodies() -> dict[str, tuple[bytes, str | None]]:
