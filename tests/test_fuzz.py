@@ -360,3 +360,8 @@ def test_fuzz_operation(server: ServerProcess, schema: Any, fuzz_token: str, met
         assert aimed >= AIMED_FLOOR * CASES, f"only {aimed} of {len(cases)} cases aimed at real objects"
         assert any(200 <= status < 300 for status in aimed_statuses), "no aimed case succeeded"
 
+
+def test_the_workloads_surface_documents_the_platform_list() -> None:
+    """`NewWorkload.platform` is an enum of the platform list: any other name is refused, so the document says so."""
+    schema = openapi_doc.resolve(openapi_doc.body_schema("POST", platforms.WORKLOADS) or {})
+    assert schema["properties"]["platform"]["enum"] == platforms.NAMES
