@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from envvars.envfile import PAM_LINE_MAX, login_alteration
 from envvars_server import workloads
 from envvars_server.errors import Envelope, owner
 from envvars_server.platforms import PLATFORMS
@@ -177,6 +178,11 @@ class Kit:
         """Delete a workload made on the neutral surface; whether the platform could."""
         return False
 
+    def login_value(self, key: str, value: str) -> str | None:
+        """What a login in the platform's workload sees of a stored value (None: nothing), as the platform
+        documents it: the value itself unless the platform says otherwise."""
+        return value
+
 
 # -- Vers: one set per account; VMs get it at creation -------------------------------------------
 
@@ -226,6 +232,12 @@ class VersKit(Kit):
 
     def remove_workload(self, api: Api, workload: str) -> bool:
         return api.delete(f"/api/v1/vm/{workload}").status_code == 200
+
+    def login_value(self, key: str, value: str) -> str | None:
+        """pam_env reading `/etc/environment`, as Vers documents: a value ends at `#`, an over-long line is skipped."""
+        if login_alteration(key, value) is None:
+            return value
+        return value.partition("#")[0] if len(f'{key}="{value}"'.encode()) <= PAM_LINE_MAX else None
 
     def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
         """A secret in the account's set, a running VM, a commit, and a second VM nobody else names."""
