@@ -160,8 +160,11 @@ def test_another_users_token_never_reaches_the_victims_data(api: Api, victim: Vi
     _tally["requests"] += 1
     seen = [item for item in victim.data() if item in response.text]
     _tally["victim_data_seen"] += len(seen)
-    for vm_id in [response.json().get("vm_id")] if response.status_code == 201 else []:
+    body = response.json() if response.status_code == 201 else {}
+    for vm_id in [body["vm_id"]] if "vm_id" in body else []:
         api.delete(f"/api/v1/vm/{vm_id}")  # the other user's own new VM
+    if "platform" in body and "id" in body:  # a workload of the other user's own, on the neutral surface
+        platforms.kit(body["platform"]).remove_workload(api, body["id"])
     assert seen == []
     assert response.status_code in openapi_doc.documented_statuses(method, path), response.text
     targets = victim.targets(path, aim)
