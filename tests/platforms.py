@@ -73,6 +73,8 @@ def live_workloads(data_dir: Path, platform: str, user_id: str) -> list[str]:
 class EnvSet:
     """One place that holds variables for one user (an account's set, a container's map), as its API shows it."""
 
+    platform = ""  # the name of the platform (a class attribute of each subclass)
+
     api: Api
     targets: dict[str, str]  # path parameters naming it (and a key in it)
     read_url: str
@@ -127,11 +129,9 @@ class EnvSet:
         return None
 
     def close(self) -> None:
+        """Delete the workloads `apply` made, where the platform can (the quota bounds the others)."""
         for workload in self.made:
-            self.remove_workload(workload)
-
-    def remove_workload(self, workload: str) -> None:
-        """Delete a workload where the platform can; the quota bounds the others."""
+            kit(self.platform).remove_workload(self.api, workload)
 
 
 @dataclass
@@ -187,6 +187,8 @@ class Kit:
 # -- Vers: one set per account; VMs get it at creation -------------------------------------------
 
 class VersSet(EnvSet):
+    platform = "vers"
+
     def decode(self, response: requests.Response) -> dict[str, str]:
         return dict(response.json()["vars"])
 
@@ -206,9 +208,6 @@ class VersSet(EnvSet):
         workload = make_workload(self.api, "vers")
         self.made.append(workload)
         return workload
-
-    def remove_workload(self, workload: str) -> None:
-        self.api.delete(f"/api/v1/vm/{workload}")
 
 
 class VersKit(Kit):
@@ -270,6 +269,8 @@ class VersKit(Kit):
 # -- Hoody: one map per container; a restart boots the container with it ---------------------------
 
 class HoodySet(EnvSet):
+    platform = "hoody"
+
     def decode(self, response: requests.Response) -> dict[str, str]:
         return dict(response.json()["data"]["environment_vars"])
 

@@ -208,3 +208,8 @@ def test_a_refused_request_with_an_unread_body_closes_its_connection(
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 " + status) and b"connection: close" in answer.lower(), answer[:300]
     assert answer.count(b"HTTP/1.1 ") == 1 and b"Invalid HTTP request" not in answer, answer
+
+
+def test_every_platform_has_a_kit() -> None:
+    """The reliability suites run for every platform of the server's list: each needs its kit in tests/platforms.py."""
+    assert sorted(platforms.KITS) == sorted(platforms.NAMES)
