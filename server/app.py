@@ -55,6 +55,7 @@ def create_app(
             app.include_router(router)
     app.include_router(workloads.router)
     install_error_handlers(app, envelopes)
+    workloads.document_platforms(app, [platform.name for platform in PLATFORMS])
     # Outermost last: faults (tests only), auth before any body is read, the body limit, strict input.
     app.add_middleware(StrictInput, envelopes=envelopes)  # reads whole bodies: only inside the body limit
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, envelopes=envelopes)

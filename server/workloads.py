@@ -7,11 +7,11 @@ running, and addressed by an id in its platform's own format, so the platform's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from envvars_server.deps import current_user, workloads_of
@@ -57,6 +57,21 @@ class NewWorkload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     platform: StrictStr = Field(description="The platform it belongs to (its name, as in the API paths).")
     name: StrictStr = Field(min_length=1, max_length=128, description="A display name.")
+
+
+def document_platforms(app: FastAPI, names: Sequence[str]) -> None:
+    """Name the platforms `NewWorkload.platform` takes in the served document (an enum of the platform list),
+    so a request the document calls valid is one the server accepts."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()  # cached by FastAPI: setting the enum again is a no-op
+        schema = document.get("components", {}).get("schemas", {}).get(NewWorkload.__name__)
+        if schema is not None:
+            schema["properties"]["platform"]["enum"] = list(names)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class Workload(BaseModel):

@@ -1,8 +1,11 @@
 """Every route of every platform, from the OpenAPI document: no token, malformed tokens, another user's token.
 
 Without a valid token every route answers 401 in the platform's envelope with `WWW-Authenticate:
-Bearer`. With another user's token a route answers as documented and never with the victim's data:
-the victim's VM and commit are that user's 404, the victim's variables are invisible and untouched.
+Bearer` (the missing and the invalid token told apart where the platform has codes). With another
+user's token a route answers as documented and never with the victim's data: the victim holds a
+secret and objects on every platform (`tests/platforms.py`: Vers VMs and a commit, Hoody containers,
+and their workloads on the neutral surface); each of them named is that user's 404 in the owning
+envelope, and the victim's variables are invisible and untouched.
 Tokens are stored as SHA-256 digests only, and looked up by digest (so the comparison's timing
 depends on the digest, never on how much of a guessed token is right), then compared with
 `hmac.compare_digest`.
@@ -23,46 +26,45 @@ import pytest
 import requests
 
 from envvars_server.auth import unauthorized
-from envvars_server.errors import owner
 from envvars_server.launch import ServerProcess
-from envvars_server.platforms import PLATFORMS
 from envvars_server.store import DB_FILE, SqliteStore, hash_token
-from tests import openapi_doc
+from tests import openapi_doc, platforms
 from tests.conftest import Api
 from tests.figures import figure
 
 OPERATIONS = openapi_doc.operations()
-ENVELOPES = [platform.envelope for platform in PLATFORMS]
 _tally = {"requests": 0, "victim_data_seen": 0}
 
 
 class Victim:
-    """A user with a secret variable, a running VM, a commit and a second VM nobody else names."""
+    """A user holding, on every platform, a secret and objects (VMs, a commit, containers) nobody else names."""
 
     def __init__(self, server: ServerProcess):
         self.token = server.token(f"victim-{uuid.uuid4()}")
         self.api = Api(server.url, self.token)
         self.secret = f"victim-secret-{uuid.uuid4()}"
-        self.vars = {"VICTIM_SECRET": self.secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
-        assert self.api.put("/api/v1/env_vars", json={"vars": self.vars}).status_code == 200
-        self.vm = self._boot()
-        self.hidden_vm = self._boot()
-        self.commit = self.api.post(f"/api/v1/vm/{self.vm}/commit").json()["commit_id"]
-        self.user_id = self.api.get(f"/api/v1/vm/{self.vm}/metadata").json()["owner_id"]
-
-    def _boot(self) -> str:
-        response = self.api.post("/api/v1/vm/new_root?wait_boot=true", json={"vm_config": {}})
-        assert response.status_code == 201, response.text
-        return str(response.json()["vm_id"])
+        self.parts: dict[str, platforms.Victim] = {}
+        for name in platforms.NAMES:
+            self.parts[name] = platforms.kit(name).victim(self.api, server.data_dir, f"{self.secret}-{name}")
+        user_id = SqliteStore(server.data_dir).user_for_token(self.token)
+        assert user_id is not None
+        self.user_id = user_id
 
     def data(self) -> list[str]:
         """What no other user may ever see."""
-        return [*self.vars.values(), self.user_id, self.hidden_vm, self.token]
+        return [item for part in self.parts.values() for item in part.data] + [self.user_id, self.token]
+
+    def targets(self, path: str, aim: str) -> dict[str, str]:
+        """The path parameters (and body ids) naming the victim's objects for an operation on `path`."""
+        platform = platforms.platform_of(path)
+        if platform is None:  # the neutral surface: aimed at the victim's workload of the platform `aim`
+            return {"workload_id": self.parts[aim if aim in self.parts else platforms.NAMES[0]].workload}
+        part = self.parts[platform]
+        return part.alternates.get(aim, part.targets)
 
     def unchanged(self) -> None:
-        assert self.api.get("/api/v1/env_vars").json()["vars"] == self.vars
-        states = {vm["vm_id"]: vm["state"] for vm in self.api.get("/api/v1/vm").json()}
-        assert states == {self.vm: "running", self.hidden_vm: "running"}
+        for part in self.parts.values():
+            part.unchanged()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,22 +72,22 @@ def tally() -> Iterator[None]:
     """The module's figure, once all its requests ran."""
     yield
     figure("auth and isolation", requests=_tally["requests"], operations=len(OPERATIONS),
-           malformed_credentials=len(MALFORMED), victim_data_seen=_tally["victim_data_seen"])
+           platforms=len(platforms.NAMES), malformed_credentials=len(MALFORMED),
+           victim_data_seen=_tally["victim_data_seen"])
 
 
 @pytest.fixture(scope="module")
 def victim(server: ServerProcess) -> Iterator[Victim]:
     victim = Victim(server)
     yield victim
-    for vm in (victim.vm, victim.hidden_vm):
-        victim.api.delete(f"/api/v1/vm/{vm}")
+    for part in victim.parts.values():
+        part.close()
     victim.api.close()
 
 
-def request_for(method: str, path: str, victim: Victim, vm_or_commit: str = "vm") -> dict[str, Any]:
-    """A well-formed request for an operation, aimed at the victim's VM (or commit) and variable."""
-    targets = {"vm_id": victim.vm, "vm_or_commit_id": victim.commit if vm_or_commit == "commit" else victim.vm,
-               "key": "VICTIM_SECRET", "commit_id": victim.commit}
+def request_for(method: str, path: str, victim: Victim, aim: str = "default") -> dict[str, Any]:
+    """A well-formed request for an operation, aimed at the victim's objects and variable."""
+    targets = victim.targets(path, aim)
     url = re.sub(r"\{(\w+)\}", lambda m: targets.get(m[1], "x"), path)
     operation = openapi_doc.operation(method, path)
     query = {p["name"]: "/etc/environment" if p["name"] == "path" else openapi_doc.sample(p["schema"], {})
@@ -93,15 +95,10 @@ def request_for(method: str, path: str, victim: Victim, vm_or_commit: str = "vm"
     body_schema = openapi_doc.body_schema(method, path)
     request: dict[str, Any] = {"method": method, "url": url, "params": query}
     if body_schema is not None:
-        request["json"] = openapi_doc.sample(body_schema, {"commit_id": victim.commit, "path": "/etc/environment",
-                                                          "command": ["cat", "/etc/environment"]})
+        overrides = {"path": "/etc/environment", "command": ["cat", "/etc/environment"], "value": "x"}
+        overrides |= {name: value for name, value in targets.items() if name.endswith("_id")}
+        request["json"] = openapi_doc.sample(body_schema, overrides)
     return request
-
-
-def envelope(path: str, status: int, message: str) -> dict[str, Any]:
-    found = owner(ENVELOPES, path)
-    assert found is not None, path
-    return found.body(status, message)
 
 
 MALFORMED = {
@@ -133,36 +130,50 @@ def test_without_a_valid_token_every_route_is_401(server: ServerProcess, victim:
     response = requests.request(**request | {"url": server.url + request["url"]}, headers=headers, timeout=60)
     _tally["requests"] += 1
     assert response.status_code == 401, response.text
-    found = owner(ENVELOPES, path)
-    assert found is not None
+    found = platforms.envelope_of(path)
     sent = bool(template and template.format(token="x", token_truncated="x", digest="x").partition(" ")[2].strip()
                 and template.lower().startswith("bearer"))
-    assert response.json() == envelope(path, 401, unauthorized(found, sent))
+    code = found.invalid_token_code if sent else None
+    assert response.json() == found.body(401, unauthorized(found, sent), code)
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert 401 in openapi_doc.documented_statuses(method, path)
 
 
-# Each operation aimed at the victim's VM, and those that take a VM or a commit also at its commit.
-AIMED = [(m, p, "vm") for m, p in OPERATIONS] + [(m, p, "commit") for m, p in OPERATIONS if "{vm_or_commit_id}" in p]
+def aims(path: str) -> list[str]:
+    """Where an operation is aimed: its platform's victim objects, and each alternate that changes its path
+    (a VM's commit for `{vm_or_commit_id}`); on the neutral surface, each platform's victim workload."""
+    platform = platforms.platform_of(path)
+    if platform is None:
+        return platforms.NAMES if "{workload_id}" in path else ["default"]
+    alternates = platforms.kit(platform).alternates
+    return ["default", *(aim for aim, params in alternates.items() if any(f"{{{p}}}" in path for p in params))]
 
 
-@pytest.mark.parametrize(("method", "path", "target"), AIMED, ids=[f"{m} {p} at {t}" for m, p, t in AIMED])
+AIMED = [(m, p, aim) for m, p in OPERATIONS for aim in aims(p)]
+
+
+@pytest.mark.parametrize(("method", "path", "aim"), AIMED, ids=[f"{m} {p} at {a}" for m, p, a in AIMED])
 def test_another_users_token_never_reaches_the_victims_data(api: Api, victim: Victim, method: str, path: str,
-                                                            target: str) -> None:
-    request = request_for(method, path, victim, target)
+                                                            aim: str) -> None:
+    request = request_for(method, path, victim, aim)
     response = api.request(**request)
     _tally["requests"] += 1
     seen = [item for item in victim.data() if item in response.text]
     _tally["victim_data_seen"] += len(seen)
-    for vm_id in [response.json().get("vm_id")] if response.status_code == 201 else []:
+    body = response.json() if response.status_code == 201 else {}
+    for vm_id in [body["vm_id"]] if "vm_id" in body else []:
         api.delete(f"/api/v1/vm/{vm_id}")  # the other user's own new VM
+    if "platform" in body and "id" in body:  # a workload of the other user's own, on the neutral surface
+        platforms.kit(body["platform"]).remove_workload(api, body["id"])
     assert seen == []
     assert response.status_code in openapi_doc.documented_statuses(method, path), response.text
-    names_victim = any(name in path for name in ("{vm_id}", "{vm_or_commit_id}", "{key}"))
-    names_victim = names_victim or "commit_id" in str(request.get("json"))
+    targets = victim.targets(path, aim)
+    names_victim = any(name in targets for name in platforms.path_params(path))
+    names_victim = names_victim or any(f'"{value}"' in str(request.get("json")).replace("'", '"')
+                                       for name, value in targets.items() if name.endswith("_id"))
     if names_victim:
         assert response.status_code == 404, response.text
-        assert response.json()["success"] is False
+        assert platforms.envelope_message(path, 404, response.json()) is not None, response.text
     victim.unchanged()
 
 
@@ -197,3 +208,8 @@ def test_a_refused_request_with_an_unread_body_closes_its_connection(
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 " + status) and b"connection: close" in answer.lower(), answer[:300]
     assert answer.count(b"HTTP/1.1 ") == 1 and b"Invalid HTTP request" not in answer, answer
+
+
+def test_every_platform_has_a_kit() -> None:
+    """The reliability suites run for every platform of the server's list: each needs its kit in tests/platforms.py."""
+    assert sorted(platforms.KITS) == sorted(platforms.NAMES)

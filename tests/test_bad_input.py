@@ -2,11 +2,15 @@
 
 Look-alike and invisible characters in keys, NUL bytes, bodies over the server's size limit (declared
 or chunked), deeply nested JSON, invalid JSON and UTF-8, wrong content types, and wrong methods,
-on every operation of the OpenAPI document that could take them.
+on every operation of the OpenAPI document that could take them, and every way each platform offers
+to write a variable. One user holds a variable on every platform (the account's set, a container's
+map: `tests/platforms.py`); requests are aimed at those real objects, and after each test every
+platform still holds exactly that variable and no new workload.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Iterator
@@ -15,16 +19,15 @@ from typing import Any
 import pytest
 import requests
 
-from envvars_server.errors import owner
+from envvars_server.launch import ServerProcess
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
-from envvars_server.platforms import PLATFORMS
-from tests import openapi_doc
+from envvars_server.store import SqliteStore
+from tests import openapi_doc, platforms
 from tests.conftest import Api
 from tests.figures import figure
 
 OPERATIONS = openapi_doc.operations()
 WITH_BODY = [(m, p) for m, p in OPERATIONS if openapi_doc.body_schema(m, p) is not None]
-ENVELOPES = [platform.envelope for platform in PLATFORMS]
 TEN_MB = 10 * 1024 * 1024
 _tally = {"requests": 0, "stored_after": 0}
 
@@ -45,8 +48,12 @@ LOOKALIKE_KEYS = {
     "NUL only": "\x00",
     "non-breaking space": "MY\u00a0KEY",
 }
-BAD_VALUES = {"NUL": "before\x00after", "newline": "line\nbreak", "carriage return": "a\rb",
-              "too long": "x" * 8193}
+BAD_VALUES = {"NUL": "before\x00after", "newline": "line\nbreak", "carriage return": "a\rb", "too long": None}
+
+
+def too_long(platform: str) -> str:
+    """A value one character over the platform's limit."""
+    return "x" * (importlib.import_module(f"envvars.rules.{platform}").RULES.max_value_len + 1)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,17 +63,50 @@ def tally() -> Iterator[None]:
            stored_after_rejection=_tally["stored_after"])
 
 
+class Holder:
+    """One user holding `KEPT=kept` on every platform, and no workload but those the sets live in."""
+
+    def __init__(self, server: ServerProcess):
+        self.server = server
+        self.api = Api(server.url, server.token("bad-input"))
+        self.sets = {name: platforms.kit(name).env_set(self.api) for name in platforms.NAMES}
+        for env_set in self.sets.values():
+            assert env_set.merge({"KEPT": "kept"}).status_code == 200
+        user_id = SqliteStore(server.data_dir).user_for_token(str(self.api.headers["Authorization"]).split()[1])
+        assert user_id is not None
+        self.user_id = user_id
+        self.workloads = self.live_workloads()
+
+    def live_workloads(self) -> dict[str, list[str]]:
+        return {name: platforms.live_workloads(self.server.data_dir, name, self.user_id) for name in platforms.NAMES}
+
+    def url(self, path: str, key: str = "KEPT") -> str:
+        """`path` aimed at the holder's objects of the owning platform (a workload of the first platform
+        holding one on the neutral surface); ids it has none of name nothing."""
+        platform = platforms.platform_of(path)
+        env_set = self.sets[platform] if platform else next(s for s in self.sets.values() if s.workload)
+        targets = env_set.targets | {"key": key, "workload_id": env_set.workload or platforms.NO_SUCH_ID}
+        return re.sub(r"\{(\w+)\}", lambda m: targets.get(m[1], platforms.NO_SUCH_ID), path)
+
+
+@pytest.fixture(scope="module")
+def holder(server: ServerProcess) -> Iterator[Holder]:
+    holder = Holder(server)
+    yield holder
+    holder.api.close()
+
+
 @pytest.fixture
-def user(api: Api) -> Iterator[Api]:
-    """A user with one variable and no VM; after each test the set is unchanged and the server still up."""
-    assert api.put("/api/v1/env_vars", json={"vars": {"KEPT": "kept"}}).status_code == 200
-    yield api
-    after = api.get("/api/v1/env_vars").json()["vars"]
-    if after != {"KEPT": "kept"}:
+def user(holder: Holder) -> Iterator[Api]:
+    """The holder's session; after each test every platform's set is unchanged, no workload was made, and
+    the server is still up."""
+    yield holder.api
+    stored = {name: env_set.get() for name, env_set in holder.sets.items()}
+    if any(after != {"KEPT": "kept"} for after in stored.values()):
         _tally["stored_after"] += 1
-    assert after == {"KEPT": "kept"}
-    assert api.get("/api/v1/vm").json() == []
-    assert requests.get(api.base_url + "/openapi.json", timeout=30).status_code == 200
+    assert stored == dict.fromkeys(holder.sets, {"KEPT": "kept"})
+    assert holder.live_workloads() == holder.workloads
+    assert requests.get(holder.api.base_url + "/openapi.json", timeout=30).status_code == 200
 
 
 def assert_rejected(response: requests.Response, path: str, status: int | tuple[int, ...] = 400) -> str:
@@ -74,32 +114,48 @@ def assert_rejected(response: requests.Response, path: str, status: int | tuple[
     _tally["requests"] += 1
     expected = status if isinstance(status, tuple) else (status,)
     assert response.status_code in expected, (response.status_code, response.text[:300])
-    body = response.json()
-    found = owner(ENVELOPES, path)
-    assert found is not None, path
-    messages = [value for value in body.values() if isinstance(value, str)]
-    assert any(found.body(response.status_code, message, body.get("code")) == body for message in messages), body
-    return str(messages[0])
+    message = platforms.envelope_message(path, response.status_code, response.json())
+    assert message is not None, response.text[:300]
+    return message
 
 
+@pytest.mark.parametrize("platform", platforms.NAMES)
 @pytest.mark.parametrize("key", list(LOOKALIKE_KEYS.values()), ids=list(LOOKALIKE_KEYS))
-def test_look_alike_and_invisible_keys_are_refused_naming_the_key(user: Api, key: str) -> None:
-    message = assert_rejected(user.put("/api/v1/env_vars", json={"vars": {"GOOD": "1", key: "v"}}), "/api/v1/env_vars")
-    assert repr(key) in message and "must match" in message
-    response = user.put("/api/v1/env_vars", json={"vars": {key: "v"}, "replace": True})
-    assert_rejected(response, "/api/v1/env_vars")
-    assert_rejected(user.delete("/api/v1/env_vars/" + requests.utils.quote(key, safe="")), "/api/v1/env_vars/")
+def test_look_alike_and_invisible_keys_are_refused_naming_the_key(user: Api, holder: Holder, key: str,
+                                                                  platform: str) -> None:
+    env_set = holder.sets[platform]
+    for request in env_set.set_requests(key, "v"):
+        message = assert_rejected(user.request(**request), request["url"])
+        assert repr(key) in message and "must match" in message, message
+    assert_refused_delete(env_set.delete(key), env_set.key_url(key))
 
 
-@pytest.mark.parametrize("value", list(BAD_VALUES.values()), ids=list(BAD_VALUES))
-def test_values_that_cannot_be_stored_are_refused_without_echoing_them(user: Api, value: str) -> None:
-    message = assert_rejected(user.put("/api/v1/env_vars", json={"vars": {"OK": "1", "BAD": value}}),
-                              "/api/v1/env_vars")
-    assert "'BAD'" in message and value not in message
+def refused_values() -> list[tuple[str, str]]:
+    """(platform, name of a BAD_VALUES entry) for each value the platform's rules refuse."""
+    return [(platform, name) for platform in platforms.NAMES for name, value in BAD_VALUES.items()
+            if value is None or any(char in value for char in importlib.import_module(
+                f"envvars.rules.{platform}").RULES.forbidden_value_chars)]
 
 
-def test_nul_bytes_in_paths_and_queries(user: Api) -> None:
-    assert_rejected(user.delete("/api/v1/env_vars/A%00B"), "/api/v1/env_vars/")
+@pytest.mark.parametrize(("platform", "value"), refused_values(), ids=[f"{p}-{v}" for p, v in refused_values()])
+def test_values_that_cannot_be_stored_are_refused_without_echoing_them(user: Api, holder: Holder, value: str,
+                                                                      platform: str) -> None:
+    bad = BAD_VALUES[value] or too_long(platform)
+    for request in holder.sets[platform].set_requests("BAD", bad):
+        message = assert_rejected(user.request(**request), request["url"])
+        assert ("'BAD'" in message or request["json"] == {"value": bad}) and bad not in message, message
+
+
+@pytest.mark.parametrize("platform", platforms.NAMES)
+def test_nul_bytes_in_keys_of_paths(user: Api, holder: Holder, platform: str) -> None:
+    env_set = holder.sets[platform]
+    url = env_set.key_url("KEPT") + "%00B"
+    assert_refused_delete(user.delete(url), url)
+    for request in env_set.set_requests("A\x00B", "v"):
+        assert_rejected(user.request(**request), request["url"])
+
+
+def test_nul_bytes_in_vm_paths_and_queries(user: Api) -> None:
     vm = user.post("/api/v1/vm/new_root?wait_boot=true", json={"vm_config": {}}).json()["vm_id"]
     try:
         assert_rejected(user.get(f"/api/v1/vm/{vm}/files", params={"path": "/etc/\x00environment"}), "/api/v1/vm")
@@ -110,6 +166,36 @@ def test_nul_bytes_in_paths_and_queries(user: Api) -> None:
                         "/api/v1/vm")
     finally:
         assert user.delete(f"/api/v1/vm/{vm}").status_code == 200
+
+
+# Operations whose documented key has a pattern (an idempotent delete may document any key but a reserved one).
+KEYED = [(m, p) for m, p in OPERATIONS if "{key}" in p and "pattern" in next(
+    param for param in openapi_doc.operation(m, p)["parameters"] if param["name"] == "key")["schema"]]
+
+
+def template_of(method: str, url: str) -> tuple[str, str]:
+    """The documented operation a concrete URL is."""
+    return next((m, template) for m, template in OPERATIONS
+                if m == method and re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)), url))
+
+
+def assert_refused_delete(response: requests.Response, url: str) -> None:
+    """A DELETE naming a key the rules refuse: a 400 where the route documents the key's pattern; where it takes
+    any key but a reserved one (an idempotent delete, as Hoody documents), the 200 that deletes nothing (the
+    fixture checks the set)."""
+    if template_of("DELETE", url) not in KEYED and response.status_code == 200:
+        return
+    assert_rejected(response, url)
+
+
+@pytest.mark.parametrize(("method", "path"), KEYED, ids=[f"{m} {p}" for m, p in KEYED])
+def test_a_key_outside_the_documented_pattern_is_refused(user: Api, holder: Holder, method: str, path: str) -> None:
+    parameter = next(p for p in openapi_doc.operation(method, path)["parameters"] if p["name"] == "key")
+    assert not re.fullmatch(parameter["schema"]["pattern"], "1BAD")
+    body = openapi_doc.body_schema(method, path)
+    request = {"json": openapi_doc.sample(body, {"value": "v"})} if body else {}
+    url = holder.url(path, key="1BAD")
+    assert_rejected(user.request(method, url, **request), url)
 
 
 def bad_bodies() -> dict[str, tuple[bytes, str | None]]:
@@ -140,10 +226,9 @@ BAD_BODIES = bad_bodies()
 
 @pytest.mark.parametrize("body", list(BAD_BODIES), ids=list(BAD_BODIES))
 @pytest.mark.parametrize(("method", "path"), WITH_BODY, ids=[f"{m} {p}" for m, p in WITH_BODY])
-def test_malformed_bodies_are_a_clear_400(user: Api, method: str, path: str, body: str) -> None:
+def test_malformed_bodies_are_a_clear_400(user: Api, holder: Holder, method: str, path: str, body: str) -> None:
     data, content_type = BAD_BODIES[body]
-    url = path.replace("{vm_id}", "00000000-0000-0000-0000-000000000000").replace(
-        "{vm_or_commit_id}", "00000000-0000-0000-0000-000000000000")
+    url = holder.url(path)
     headers = {"Content-Type": content_type} if content_type else {}
     response = user.request(method, url, data=data, headers=headers)
     # A well-formed request to a missing VM would be 404: a malformed body must be found out first.
@@ -154,8 +239,8 @@ def test_malformed_bodies_are_a_clear_400(user: Api, method: str, path: str, bod
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-def test_bodies_over_the_limit_are_413(user: Api, method: str, path: str) -> None:
-    url = path.replace("{vm_id}", "x").replace("{vm_or_commit_id}", "x").replace("{key}", "K")
+def test_bodies_over_the_limit_are_413(user: Api, holder: Holder, method: str, path: str) -> None:
+    url = holder.url(path)
     payload = b'{"vars": {"BIG": "' + b"x" * TEN_MB + b'"}}'
     message = assert_rejected(user.request(method, url, data=payload, headers={"Content-Type": "application/json"}),
                               path, 413)
@@ -163,10 +248,11 @@ def test_bodies_over_the_limit_are_413(user: Api, method: str, path: str) -> Non
 
 
 @pytest.mark.parametrize(("method", "path"), WITH_BODY, ids=[f"{m} {p}" for m, p in WITH_BODY])
-def test_chunked_bodies_over_the_limit_are_413_once_read_past_it(user: Api, method: str, path: str) -> None:
+def test_chunked_bodies_over_the_limit_are_413_once_read_past_it(user: Api, holder: Holder, method: str,
+                                                                 path: str) -> None:
     # Without a Content-Length the size is known only while reading: routes that read a body stop at
     # the limit; the others never read it (and never parse it) whatever its size.
-    url = path.replace("{vm_id}", "x").replace("{vm_or_commit_id}", "x")
+    url = holder.url(path)
     payload = b'{"vars": {"BIG": "' + b"x" * TEN_MB + b'"}}'
     chunks = (payload[i:i + 65536] for i in range(0, len(payload), 65536))
     response = user.request(method, url, data=chunks, headers={"Content-Type": "application/json"})
@@ -184,8 +270,8 @@ def test_a_body_just_under_the_limit_is_accepted(user: Api) -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
-def test_undocumented_methods_are_405_with_allow(user: Api, method: str, path: str) -> None:
-    url = path.replace("{vm_id}", "x").replace("{vm_or_commit_id}", "x").replace("{key}", "K")
+def test_undocumented_methods_are_405_with_allow(user: Api, holder: Holder, method: str, path: str) -> None:
+    url = holder.url(path)
     # Every template the concrete path matches (`/vm/new_root` is also `/vm/{vm_id}`) allows its methods.
     documented = {m for m, template in OPERATIONS
                   if re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)), url)}

@@ -1,7 +1,9 @@
-"""Concurrency: 16 writers and 2 readers on one account, then 200 resources through the engine at --parallel 32."""
+"""Concurrency: 16 writers and 2 readers on one set of every platform (Vers' account set, a Hoody container's map),
+then 200 resources through the engine at --parallel 32 (Vers)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -14,8 +16,10 @@ import pytest
 
 from envvars_server.launch import ServerProcess
 from examples.workspace import Workspace
+from tests import platforms
 from tests.conftest import Api
 from tests.figures import figure, scaled
+from tests.platforms import EnvSet
 
 CLIENTS = 16
 READERS = 2  # GET the whole set in a loop while the clients write
@@ -96,11 +100,11 @@ def check(run: Run, snapshot: dict[str, str], kind: int) -> None:
         run.torn.extend(torn)
 
 
-def client(api: Api, number: int, count: int, run: Run) -> None:
-    """PUTs of the client's whole group plus some own and shared keys, and single-key deletes of the latter."""
+def client(env_set: EnvSet, number: int, count: int, run: Run) -> None:
+    """Merges of the client's whole group plus some own and shared keys, and single-key deletes of the latter."""
     rng = random.Random(number)
     own = [f"C{number}_K{n}" for n in range(4)]
-    present: set[str] = set()  # own keys exist exactly when this client's last write to them was a PUT
+    present: set[str] = set()  # own keys exist exactly when this client's last write to them was a merge
     try:
         for n in range(count):
             start = time.monotonic()
@@ -108,28 +112,30 @@ def client(api: Api, number: int, count: int, run: Run) -> None:
                 keys = group(number) + rng.sample(own + SHARED_KEYS, rng.randint(1, 4))
                 rng.shuffle(keys)  # a half-applied write splits the group wherever it splits the keys
                 written = {key: value(number, n) for key in keys}
-                run.sent[number][n] = set(keys)  # before the PUT: a reader may see it before the answer
-                response = api.put("/api/v1/env_vars", json={"vars": written, "replace": False})
+                run.sent[number][n] = set(keys)  # before the write: a reader may see it before the answer
+                response = env_set.merge(written)
                 values: dict[str, str | None] = dict(written)
-                acknowledged = response.status_code == 200
-                if acknowledged:
-                    answered = response.json()["vars"]
+                answered = env_set.merged(response)
+                acknowledged = answered is not None
+                if answered is not None:
                     if not written.items() <= answered.items():
-                        run.problems.append(f"PUT answered a set without its own write: {response.text[:200]}")
+                        run.problems.append(f"a merge answered a set without its own write: {response.text[:200]}")
                     check(run, answered, 1)
                     run.last_put[number] = n
                     present |= written.keys() & set(own)
             else:
                 key = rng.choice(own + SHARED_KEYS)
-                response = api.delete(f"/api/v1/env_vars/{key}")
+                response = env_set.delete(key)
                 values = {key: None}
-                acknowledged = response.status_code == 204
-                if key in own and response.status_code != (204 if key in present else 404):
+                answer = env_set.delete_answer(response)
+                acknowledged = answer != "error"
+                if key in own and answer in ("removed", "absent") and answer != ("removed" if key in present else
+                                                                                 "absent"):
                     run.problems.append(f"DELETE of own {key} ({'present' if key in present else 'absent'}) "
                                         f"answered {response.status_code}")
                     continue
                 present.discard(key)
-                if response.status_code == 404:
+                if answer == "absent":
                     run.absent_deletes.append(key)  # deleted nothing: not a write
                     continue
             end = time.monotonic()
@@ -141,16 +147,16 @@ def client(api: Api, number: int, count: int, run: Run) -> None:
         run.problems.append(f"client {number} stopped: {exc!r}")
 
 
-def reader(api: Api, run: Run, done: threading.Event) -> None:
-    """GET the set until the clients are done; each read must be whole, and no client's group goes back."""
+def reader(env_set: EnvSet, run: Run, done: threading.Event) -> None:
+    """Read the set until the clients are done; each read must be whole, and no client's group goes back."""
     seen: dict[str, str] = {}
     try:
         while not done.is_set():
-            response = api.get("/api/v1/env_vars")
+            response = env_set.api.get(env_set.read_url)
             if response.status_code != 200:
                 run.problems.append(f"GET answered {response.status_code}: {response.text[:200]}")
                 continue
-            snapshot = response.json()["vars"]
+            snapshot = env_set.decode(response)
             check(run, snapshot, 0)
             for number in run.sent:
                 key = group(number)[0]
@@ -183,18 +189,22 @@ def serializable_per_key(ops: list[Op], final: dict[str, str]) -> list[str]:
     return wrong
 
 
-def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api) -> None:
-    """16 clients write one account's set while 2 readers read it: every read and every PUT's answer shows
-    each PUT whole or not at all, and the final set is one a serial order of the acknowledged writes leaves."""
+@pytest.mark.parametrize("platform", platforms.NAMES)
+def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api, platform: str) -> None:
+    """16 clients write one set while 2 readers read it: every read and every merge's answer shows each
+    merge whole or not at all, and the final set is one a serial order of the acknowledged writes leaves."""
     count = scaled(150, 1500)
     apis = [new_api() for _ in range(CLIENTS + READERS)]
     token = apis[0].headers["Authorization"]
     for api in apis:
-        api.headers["Authorization"] = token  # one account, sixteen clients and two readers
+        api.headers["Authorization"] = token  # one user, sixteen clients and two readers
+    first = platforms.kit(platform).env_set(apis[0])
+    sets = [dataclasses.replace(first, api=api) for api in apis]
     run = Run(sent={number: {} for number in range(CLIENTS)})  # readers iterate it: no keys added later
     done = threading.Event()
-    clients = [threading.Thread(target=client, args=(api, n, count, run)) for n, api in enumerate(apis[:CLIENTS])]
-    readers = [threading.Thread(target=reader, args=(api, run, done)) for api in apis[CLIENTS:]]
+    clients = [threading.Thread(target=client, args=(env_set, n, count, run))
+               for n, env_set in enumerate(sets[:CLIENTS])]
+    readers = [threading.Thread(target=reader, args=(env_set, run, done)) for env_set in sets[CLIENTS:]]
     for thread in clients + readers:
         thread.start()
     for thread in clients:
@@ -202,12 +212,12 @@ def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api) -> 
     done.set()
     for thread in readers:
         thread.join()
-    final = apis[0].get("/api/v1/env_vars").json()["vars"]
+    final = first.get()
     check(run, final, 0)
     wrong = serializable_per_key(run.ops, final)
     not_last = [number for number, n in run.last_put.items() if any(final.get(key) != value(number, n)
                                                                     for key in group(number))]
-    figure("concurrency (16 clients, 2 readers)", writes=CLIENTS * count, acknowledged=len(run.ops),
+    figure(f"concurrency {platform} (16 clients, 2 readers)", writes=CLIENTS * count, acknowledged=len(run.ops),
            deletes_of_absent_keys=len(run.absent_deletes), errors=len(run.problems), reads=run.snapshots[0],
            put_answers_checked=run.snapshots[1], half_applied_writes_seen=len(run.torn), stale_reads=len(run.stale),
            groups_not_last_write=len(not_last), keys_not_serializable=len(wrong))

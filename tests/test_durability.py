@@ -1,7 +1,9 @@
-"""Restarts and crashes: nothing acknowledged is lost, no set is ever half-written."""
+"""Restarts and crashes, on every platform: nothing acknowledged is lost, no set is ever half-written, and a
+workload comes back with the env of its last boot (`tests/platforms.py` says how each platform writes and boots)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import signal
@@ -12,11 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 
 from envvars.envfile import parse
+from tests import platforms
 from tests.conftest import Api, start_server
 from tests.figures import figure, scaled
+from tests.platforms import EnvSet
 from tests.test_vers_vms import boot, env_file
 
 
@@ -44,12 +49,37 @@ def test_restart_keeps_tokens_vars_and_vms(tmp_path: Path) -> None:
         server.stop()
 
 
-def writes(rng: random.Random, trial: int) -> Iterator[tuple[dict[str, str], bool]]:
-    """An endless stream of PUTs: replace-all with a fresh full set, or a merge over old and new keys."""
+Write = tuple[str, dict[str, str]]  # ("merge" | "replace", variables) or ("delete", {key: ""})
+
+
+def writes(rng: random.Random, trial: int, replaces: bool) -> Iterator[Write]:
+    """An endless stream of writes: merges over old and new keys, deletes of one key, and (where the
+    platform has it) replace-all with a fresh full set."""
     for n in itertools.count():
-        replace = rng.random() < 0.5
+        roll = rng.random()
+        if roll < 0.15:
+            yield "delete", {f"K{rng.randrange(40)}": ""}
+            continue
+        replace = replaces and roll < 0.55
         keys = [f"K{rng.randrange(40)}" for _ in range(rng.randint(1, 30 if replace else 8))]
-        yield {key: f"t{trial}-w{n}-{key}" for key in keys}, replace
+        yield ("replace" if replace else "merge"), {key: f"t{trial}-w{n}-{key}" for key in keys}
+
+
+def after(before: dict[str, str], write: Write) -> dict[str, str]:
+    """The set a write leaves."""
+    kind, variables = write
+    if kind == "delete":
+        return {key: value for key, value in before.items() if key not in variables}
+    return dict(variables) if kind == "replace" else {**before, **variables}
+
+
+def send(env_set: EnvSet, write: Write) -> requests.Response:
+    kind, variables = write
+    if kind == "delete":
+        return env_set.delete(next(iter(variables)))
+    request = env_set.replace_request(variables) if kind == "replace" else env_set.merge_request(variables)
+    assert request is not None
+    return env_set.api.request(**request)
 
 
 KILLED = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)  # no answer, or half of one
@@ -61,20 +91,20 @@ MIN_ACKNOWLEDGED_MEAN = 8  # ...and ~30 on average on 2 cores: far fewer means t
 class Writer:
     """What one writer thread sent and got back, for the main thread to check: it asserts nothing itself."""
 
-    sent: list[tuple[dict[str, str], bool]] = field(default_factory=list)
+    sent: list[Write] = field(default_factory=list)
     answers: list[requests.Response] = field(default_factory=list)
     error: BaseException | None = None  # what ended the stream
     error_at: float = 0.0  # time.monotonic() when it did
     first_answer: threading.Event = field(default_factory=threading.Event)
 
-    def run(self, api: Api, trial: int) -> None:
+    def run(self, env_set: EnvSet, trial: int) -> None:
         try:
-            for variables, replace in writes(random.Random(trial), trial):
-                self.sent.append((variables, replace))
-                response = api.put("/api/v1/env_vars", json={"vars": variables, "replace": replace})
+            for write in writes(random.Random(trial), trial, env_set.replace_request({}) is not None):
+                self.sent.append(write)
+                response = send(env_set, write)
                 self.answers.append(response)
                 self.first_answer.set()
-                if response.status_code != 200:
+                if response.status_code >= 300 and response.status_code != 404:
                     return  # the main thread fails on it
         except BaseException as exc:  # noqa: BLE001 (handed to the main thread, which decides)
             self.error, self.error_at = exc, time.monotonic()
@@ -82,19 +112,28 @@ class Writer:
             self.first_answer.set()
 
 
-def acknowledged_sets(before: dict[str, str], writer: Writer) -> list[dict[str, str]]:
-    """The set after each acknowledged write, `before` first; fails on any answer but the expected 200."""
+def acknowledged_sets(before: dict[str, str], writer: Writer, env_set: EnvSet) -> list[dict[str, str]]:
+    """The set after each acknowledged write, `before` first; fails on any answer but the expected one."""
     sets = [before]
-    for (variables, replace), response in zip(writer.sent, writer.answers, strict=False):
-        assert response.status_code == 200, f"PUT answered {response.status_code}: {response.text[:300]}"
-        after = dict(variables) if replace else {**sets[-1], **variables}
-        assert response.json()["vars"] == after, "a PUT answered a set other than the one it made"
-        sets.append(after)
+    for write, response in zip(writer.sent, writer.answers, strict=False):
+        expected = after(sets[-1], write)
+        if write[0] == "delete":
+            answer = env_set.delete_answer(response)
+            existed = next(iter(write[1])) in sets[-1]
+            assert answer == "idempotent" or answer == ("removed" if existed else "absent"), (
+                f"DELETE answered {response.status_code}: {response.text[:300]}")
+        else:
+            assert response.status_code == 200, f"a write answered {response.status_code}: {response.text[:300]}"
+        if response.status_code == 200:
+            assert env_set.decode(response) == expected, "a write answered a set other than the one it made"
+        sets.append(expected)
     return sets
 
 
-def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path) -> None:
-    """Kill -9 at a random moment of a stream of replace-all PUTs and merges, then restart on the same data.
+@pytest.mark.parametrize("platform", platforms.NAMES)
+def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path, platform: str) -> None:
+    """Kill -9 at a random moment of a stream of merges, deletes and (where the platform has them) replace-all
+    writes to one set, then restart on the same data.
 
     The set after the restart must be the one the last acknowledged write left, or the one the write
     in flight would have left: never a mix, never older. The kill comes after the first acknowledged
@@ -105,6 +144,8 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path) -> N
     trials = scaled(50, 500)
     server = start_server(tmp_path)
     token = server.token("crashy")
+    with Api(server.url, token) as api:
+        env_set = platforms.kit(platform).env_set(api)
     state: dict[str, str] = {}
     per_crash: list[int] = []
     in_flight_committed = older = mixed = 0
@@ -112,7 +153,8 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path) -> N
         for trial in range(trials):
             writer = Writer()
             with Api(server.url, token) as api:
-                thread = threading.Thread(target=writer.run, args=(api, trial), daemon=True)
+                thread = threading.Thread(target=writer.run, args=(dataclasses.replace(env_set, api=api), trial),
+                                          daemon=True)
                 thread.start()
                 assert writer.first_answer.wait(30), f"trial {trial}: no answer to the first PUT within 30 s"
                 threading.Event().wait(rng.uniform(0.0, 0.25))
@@ -123,19 +165,18 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path) -> N
                 thread.join(60)
                 assert not thread.is_alive(), f"trial {trial}: the writer still runs after the kill"
             assert server.process.returncode == -signal.SIGKILL, server.process.returncode
-            acknowledged = acknowledged_sets(state, writer)
+            acknowledged = acknowledged_sets(state, writer, env_set)
             assert isinstance(writer.error, KILLED), f"trial {trial}: the writer stopped on {writer.error!r}"
             error_at = writer.error_at
             assert error_at >= kill_sent, f"trial {trial}: a connection error before the kill: {writer.error!r}"
             in_flight = None  # the set the write sent but not answered would have left
             if len(writer.sent) > len(writer.answers):
-                variables, replace = writer.sent[-1]
-                in_flight = dict(variables) if replace else {**acknowledged[-1], **variables}
+                in_flight = after(acknowledged[-1], writer.sent[-1])
             per_crash.append(len(acknowledged) - 1)
 
             server = start_server(tmp_path)
             with Api(server.url, token) as check:
-                stored = check.get("/api/v1/env_vars").json()["vars"]
+                stored = dataclasses.replace(env_set, api=check).get()
             with sqlite3.connect(tmp_path / "envvars.db") as db:
                 assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             if stored == acknowledged[-1]:
@@ -149,7 +190,7 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path) -> N
             state = stored
     finally:
         server.stop()
-    figure("crash consistency (kill -9 during PUTs)", trials=trials, acknowledged_writes=sum(per_crash),
+    figure(f"crash consistency {platform} (kill -9 during writes)", trials=trials, acknowledged_writes=sum(per_crash),
            fewest_acknowledged_before_a_kill=min(per_crash, default=0),
            in_flight_writes_committed=in_flight_committed, lost_sets=older, mixed_sets=mixed)
     assert older == 0, f"{older} restarts came back with an older acknowledged set: acknowledged writes lost"
@@ -157,3 +198,36 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path) -> N
     assert len(per_crash) == trials
     assert min(per_crash) >= MIN_ACKNOWLEDGED_PER_CRASH
     assert sum(per_crash) >= MIN_ACKNOWLEDGED_MEAN * trials, f"only {sum(per_crash)} writes acknowledged"
+
+
+@pytest.mark.parametrize("platform", platforms.NAMES)
+def test_a_workload_comes_back_after_a_crash_with_the_env_of_its_boot(tmp_path: Path, platform: str) -> None:
+    """A workload booted with a set, the set changed, then kill -9 and a restart on the same data: the stored set
+    is the changed one, the workload runs again with the env of its last boot (not re-injected), and is out of
+    sync (where the platform says) until it boots again with the stored set."""
+    server = start_server(tmp_path)
+    token = server.token("comes-back")
+    try:
+        with Api(server.url, token) as api:
+            env_set = platforms.kit(platform).env_set(api)
+            assert env_set.merge({"A": "first", "B": "kept"}).status_code == 200
+            workload = env_set.apply()
+            assert env_set.synced() in (True, None)
+            assert env_set.merge({"A": "second"}).status_code == 200
+            assert env_set.synced() in (False, None)
+        server.kill()
+        server = start_server(tmp_path)
+        with Api(server.url, token) as api:
+            env_set = dataclasses.replace(env_set, api=api)
+            assert env_set.get() == {"A": "second", "B": "kept"}
+            seen = api.get(f"{platforms.WORKLOADS}/{workload}/environment")
+            assert seen.status_code == 200, seen.text
+            assert {key: seen.json()["vars"].get(key) for key in "AB"} == {"A": "first", "B": "kept"}
+            assert env_set.synced() in (False, None)  # a write that changes nothing keeps it as it was
+            again = env_set.apply()
+            assert env_set.synced() in (True, None)
+            seen = api.get(f"{platforms.WORKLOADS}/{again}/environment")
+            assert {key: seen.json()["vars"].get(key) for key in "AB"} == {"A": "second", "B": "kept"}
+            env_set.close()
+    finally:
+        server.stop()

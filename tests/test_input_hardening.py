@@ -19,7 +19,7 @@ import requests
 
 from envvars.rules import DEFAULT_MAX_SET_BYTES, DEFAULT_MAX_SET_VARS
 from envvars_server.launch import ServerProcess
-from tests import openapi_doc
+from tests import openapi_doc, platforms
 from tests.conftest import Api
 
 NO_SUCH_ID = "00000000-0000-0000-0000-000000000000"
@@ -109,7 +109,8 @@ def test_every_body_refuses_lone_surrogate(user: Api, method: str, path: str) ->
     body["x\ud800"] = 1
     url = re.sub(r"\{[^}]+\}", NO_SUCH_ID, path)
     response = send_json(user, method, url, json.dumps(body).encode())
-    assert (response.status_code, response.json()) == (400, lone_key("request body", r"'x\ud800'"))
+    message = lone_key("request body", r"'x\ud800'")["error"]
+    assert (response.status_code, response.json()) == (400, platforms.envelope_of(path).body(400, message))
 
 
 # -- paths and queries that are not UTF-8 ----------------------------------------------------------
@@ -119,10 +120,15 @@ def test_every_body_refuses_lone_surrogate(user: Api, method: str, path: str) ->
     ("GET", "/api/v1/vm/%ED%A0%80/metadata", "path segment '%ED%A0%80' is not valid UTF-8 once percent-decoded"),
     ("GET", "/api/v1/vm/A%FFB", "path segment 'A%FFB' is not valid UTF-8 once percent-decoded"),
     ("GET", "/api/v1/vm?%FF=1", "query parameter '%FF': its name is not valid UTF-8"),
-], ids=["env var key", "vm id", "invalid byte", "query name"])
+    ("DELETE", "/api/v1/containers/cnt_x/env/%ED%A0%80",
+     "path segment '%ED%A0%80' is not valid UTF-8 once percent-decoded"),
+    ("GET", "/api/v1/containers/A%FFB/env", "path segment 'A%FFB' is not valid UTF-8 once percent-decoded"),
+    ("GET", "/_envvars/v1/workloads/%ED%A0%80/environment",
+     "path segment '%ED%A0%80' is not valid UTF-8 once percent-decoded"),
+], ids=["env var key", "vm id", "invalid byte", "query name", "container env key", "container id", "workload id"])
 def test_refuses_path_or_query_not_utf8(user: Api, method: str, path: str, expected: str) -> None:
     response = user.request(method, path)
-    assert (response.status_code, response.json()) == (400, vers_error(expected))
+    assert (response.status_code, response.json()) == (400, platforms.envelope_of(path).body(400, expected))
 
 
 def test_read_file_refuses_query_value_not_utf8(api: Api, vm: str) -> None:

@@ -1,4 +1,5 @@
-"""No secret in any output: after a CLI run with distinctive values, scan everything that was written.
+"""No secret in any output: after a CLI run with distinctive values, scan everything that was written; and on the
+server side, for every platform, no value in the server's log or any file it wrote besides its DB.
 
 The run: `up`, `preview`, `refresh`, then both values changed and `preview --diff` and `up --diff`
 of the change, then `destroy`, each with `-v=9 --logtostderr`, of a program whose values come from a
@@ -18,6 +19,13 @@ The DB file is not scanned for values: Vers does not promise encryption at rest,
 server stores Vers values in plaintext (platforms that promise it will encrypt, and be scanned).
 Nor are the VMs' disks (`disk.img`, or a `root/` tree, of each VM and commit): the env set is
 written to the VM's `/etc/environment`, which is the point of a VM booted with it.
+
+The server-side scan runs for every platform (`tests/platforms.py`): values written every way the
+platform offers (bulk and single-key), one refused for a newline, then a workload booted with them
+(a Vers VM, a restarted Hoody container) and read back from inside it, so the values went through
+the guest agent; then the server's debug log with its access log, and every file the server wrote
+(each workload's `agent.log` among them) are scanned for the values and the token. The CLI part is
+Vers' until a second platform has a provider resource.
 """
 
 from __future__ import annotations
@@ -33,9 +41,9 @@ from envvars_server.launch import ServerProcess
 from envvars_server.sandbox.disk import IMAGE, ROOT
 from envvars_server.store import DB_FILE
 from examples.workspace import Workspace
+from tests import platforms
+from tests.conftest import Api
 from tests.figures import figure
-
-pytestmark = pytest.mark.slow
 
 FLEET = Path(__file__).resolve().parent / "programs" / "fleet"
 ENGINE_PROPERTY_TRACE = re.compile(r'"msg":"(Unm|M)arshaling property for RPC\[')
@@ -64,6 +72,7 @@ def server_written(data_dir: Path) -> dict[Path, str]:
             and path.name != IMAGE and ROOT not in path.relative_to(data_dir).parts}
 
 
+@pytest.mark.slow
 def test_no_secret_in_exports_logs_or_stderr(tmp_path: Path) -> None:
     base, plain = f"s3cr3t-{uuid.uuid4()}", f"pl41n-{uuid.uuid4()}"
     new_base, new_plain = f"n3w-s3cr3t-{uuid.uuid4()}", f"n3w-pl41n-{uuid.uuid4()}"
@@ -128,3 +137,36 @@ def test_no_secret_in_exports_logs_or_stderr(tmp_path: Path) -> None:
     leaks = {name: lines[:3] for name, lines in found.items() if lines}
     assert leaks == {}, f"values or the token found in: {', '.join(f'{name} ({len(found[name])})' for name in leaks)}"
     assert token_in_db == 0
+
+
+@pytest.mark.parametrize("platform", platforms.NAMES)
+def test_the_server_never_logs_values(tmp_path: Path, platform: str) -> None:
+    bulk, single, refused = f"bu1k-{uuid.uuid4()}", f"s1ngle-{uuid.uuid4()}", f"r3fused-{uuid.uuid4()}"
+    server_log = tmp_path / "server.log"
+    with server_log.open("w") as log, ServerProcess(tmp_path / "data", log=log,
+                                                    args=["--log-level", "debug", "--access-log"]) as server:
+        token = server.token("server-secrets")
+        needles = [bulk, single, refused, token]
+        with Api(server.url, token) as api:
+            env_set = platforms.kit(platform).env_set(api)
+            for request in env_set.set_requests("SINGLE", single):
+                assert api.request(**request).status_code == 200, request["method"]
+            assert env_set.merge({"BULK": bulk}).status_code == 200
+            assert env_set.merge({"REFUSED": refused + "\nX=1"}).status_code == 400
+            workload = env_set.apply()
+            seen = api.get(f"{platforms.WORKLOADS}/{workload}/environment").json()["vars"]
+            assert (seen.get("BULK"), seen.get("SINGLE")) == (bulk, single), "the values did not reach the workload"
+            data_files = server_written(tmp_path / "data")
+            assert env_set.delete("BULK").status_code in (200, 204)
+            env_set.close()
+    log_text = server_log.read_text()
+    agent_logs = {path: text for path, text in data_files.items() if path.name == "agent.log"}
+    found = {"server log": hits(log_text, needles)}
+    found |= {f"data dir file {path.relative_to(tmp_path)}": hits(text, needles) for path, text in data_files.items()}
+    figure(f"secrets scan {platform} (server side)", values=len(needles), server_log_lines=len(log_text.splitlines()),
+           data_dir_files=len(data_files), agent_logs=len(agent_logs), hits=sum(map(len, found.values())))
+    assert " 200" in log_text and "/env" in log_text, "the server's access log is not in the scan"
+    assert agent_logs and all("WriteFile '/etc/environment'" in text for text in agent_logs.values()), \
+        "no agent log shows the env injection, the moment the values passed through the agent"
+    leaks = {name: lines[:3] for name, lines in found.items() if lines}
+    assert leaks == {}, f"values or the token found in: {', '.join(leaks)}"

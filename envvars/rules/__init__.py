@@ -225,12 +225,20 @@ def check_set_size(limits: SetLimits, resulting: Mapping[str, str]) -> None:
 
 def key_json_schema(rules: KeyRules) -> dict[str, Any]:
     """The key rules as JSON Schema, for the OpenAPI document (the server still checks with `check_key`)."""
-    schema: dict[str, Any] = {
-        "type": "string", "pattern": rules.key_pattern, "minLength": rules.min_key_len, "maxLength": rules.max_key_len,
-    }
+    return {"type": "string", "pattern": rules.key_pattern, "minLength": rules.min_key_len,
+            "maxLength": rules.max_key_len, **reserved_json_schema(rules)}
+
+
+def reserved_json_schema(rules: KeyRules) -> dict[str, Any]:
+    """The keys the platform reserves (whole keys, prefixes) as a JSON Schema `not`, or nothing."""
+    excluded: list[dict[str, Any]] = []
     if rules.forbidden_keys:
-        schema["not"] = {"enum": sorted(rules.forbidden_keys)}
-    return schema
+        excluded.append({"enum": sorted(rules.forbidden_keys)})
+    if rules.reserved_prefixes:
+        excluded.append({"pattern": "^(?:" + "|".join(re.escape(prefix) for prefix in rules.reserved_prefixes) + ")"})
+    if not excluded:
+        return {}
+    return {"not": excluded[0] if len(excluded) == 1 else {"anyOf": excluded}}
 
 
 def value_json_schema(rules: KeyRules) -> dict[str, Any]:

@@ -20,7 +20,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from envvars.rules import RuleViolation, describe, key_json_schema, key_violation, value_json_schema
+from envvars.rules import (
+    RuleViolation,
+    describe,
+    key_json_schema,
+    key_violation,
+    reserved_json_schema,
+    value_json_schema,
+)
 from envvars.rules import violations as rule_violations
 from envvars.rules.hoody import RULES
 from envvars_server.deps import current_user, machines_of, store_of
@@ -121,6 +128,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "CONTAINER_NOT_FOUND: no such container of this user"), (413, "PAYLOAD_TOO_LARGE"))
 }
 Key = Annotated[str, Path(description="Environment variable key", json_schema_extra=key_json_schema(RULES))]
+# Deleting is idempotent (200 whether or not the key exists, as documented), so any key but a reserved one is taken.
+AnyKey = Annotated[str, Path(description="Environment variable key", json_schema_extra=reserved_json_schema(RULES))]
 BulkBody = Annotated[dict[StrictStr, StrictStr], Body(
     description=f"Key-value pairs to merge. {describe(RULES)}",
     json_schema_extra={"propertyNames": key_json_schema(RULES), "additionalProperties": value_json_schema(RULES),
@@ -215,7 +224,7 @@ def set_one(id: str, key: Key, body: SetValue, containers: Containers = Caller) 
 
 
 @router.delete("/{id}/env/{key}", operation_id="delete_container_env", response_model=EnvResponse)
-def delete_one(id: str, key: Key, containers: Containers = Caller) -> EnvResponse:  # noqa: A002
+def delete_one(id: str, key: AnyKey, containers: Containers = Caller) -> EnvResponse:  # noqa: A002
     """Remove one variable; 200 whether or not it existed. `HOODY_` keys are refused."""
     containers.machines.record(containers.user, id)
     problem = key_violation(RULES, key)

@@ -1,0 +1,357 @@
+"""What the reliability suites need of each platform, keyed by its name in `server/platforms/__init__.py`.
+
+The suites take their platform list from the server's `PLATFORMS` and look each one up in `KITS`;
+`test_every_platform_has_a_kit` fails for a platform registered without one. A kit knows how to
+make a place that holds variables (an account's set, a container's map...), read, merge and delete
+there, make a workload boot with what is stored, and seed a victim for the isolation suite. Adding a
+platform to these suites is one `Kit` subclass here and one line in `KITS`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from envvars.envfile import PAM_LINE_MAX, login_alteration
+from envvars_server import workloads
+from envvars_server.errors import Envelope, owner
+from envvars_server.platforms import PLATFORMS
+from envvars_server.store import SqliteStore
+from tests.conftest import Api
+
+ENVELOPES: list[Envelope] = [platform.envelope for platform in PLATFORMS] + [workloads.ENVELOPE]
+NAMES: list[str] = [platform.name for platform in PLATFORMS]
+NO_SUCH_ID = "00000000-0000-0000-0000-000000000000"
+WORKLOADS = workloads.PREFIX + "/workloads"
+
+
+def envelope_of(path: str) -> Envelope:
+    """The envelope of the platform (or of the neutral surface) that owns `path`."""
+    found = owner(ENVELOPES, path)
+    assert found is not None, f"no platform owns {path}"
+    return found
+
+
+def platform_of(path: str) -> str | None:
+    """The name of the platform owning `path`; None on the neutral surface."""
+    found = owner([platform.envelope for platform in PLATFORMS], path)
+    neutral = owner(ENVELOPES, path) is workloads.ENVELOPE
+    return None if found is None or neutral else next(p.name for p in PLATFORMS if p.envelope is found)
+
+
+def envelope_message(path: str, status: int, body: Any) -> str | None:
+    """The message of `body` when it is exactly the owning envelope's error body for `status` (else None)."""
+    found = envelope_of(path)
+    if not isinstance(body, dict):
+        return None
+    strings = [value for value in body.values() if isinstance(value, str)]
+    for message in strings:
+        if any(found.body(status, message, code) == body for code in [None, *strings]):
+            return message
+    return None
+
+
+def make_workload(api: Api, platform: str, name: str = "reliability") -> str:
+    """A new running workload of the user on the neutral surface; its id."""
+    response = api.post(WORKLOADS, json={"platform": platform, "name": name})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def live_workloads(data_dir: Path, platform: str, user_id: str) -> list[str]:
+    """The ids of a user's live workloads of a platform, read from the server's store."""
+    return [record["id"] for record in SqliteStore(data_dir).list_machines(platform, user_id)]
+
+
+@dataclass
+class EnvSet:
+    """One place that holds variables for one user (an account's set, a container's map), as its API shows it."""
+
+    platform = ""  # the name of the platform (a class attribute of each subclass)
+
+    api: Api
+    targets: dict[str, str]  # path parameters naming it (and a key in it)
+    read_url: str
+    write_url: str
+    key_url: Callable[[str], str]
+    workload: str | None = None  # a workload booted with this set (made by `apply` where there is none)
+    made: list[str] = field(default_factory=list)  # workloads to remove afterwards
+
+    def get(self) -> dict[str, str]:
+        """The stored set."""
+        response = self.api.get(self.read_url)
+        assert response.status_code == 200, response.text
+        return self.decode(response)
+
+    def decode(self, response: requests.Response) -> dict[str, str]:  # pragma: no cover (per platform)
+        raise NotImplementedError
+
+    def merge_request(self, variables: dict[str, str]) -> dict[str, Any]:  # pragma: no cover
+        """The request that merges `variables` into the set (for `requests.Session.request`)."""
+        raise NotImplementedError
+
+    def merge(self, variables: dict[str, str]) -> requests.Response:
+        return self.api.request(**self.merge_request(variables))
+
+    def merged(self, response: requests.Response) -> dict[str, str] | None:
+        """The set a write answered with, if acknowledged (None otherwise)."""
+        return self.decode(response) if response.status_code == 200 else None
+
+    def delete(self, key: str) -> requests.Response:
+        return self.api.delete(self.key_url(key))
+
+    def delete_answer(self, response: requests.Response) -> str:  # pragma: no cover
+        """What a DELETE's answer says: "removed" (the key existed), "absent" (it did not: nothing written),
+        "idempotent" (done, whether or not it existed), or "error"."""
+        raise NotImplementedError
+
+    def replace_request(self, variables: dict[str, str]) -> dict[str, Any] | None:
+        """The request that replaces the whole set, where the platform has one."""
+        return None
+
+    def set_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        """Every way the platform offers to set one variable (bulk and single-key), as requests."""
+        return [self.merge_request({"GOOD": "1", key: value})]
+
+    def apply(self) -> str:
+        """A running workload whose boot received the stored set; its id."""
+        raise NotImplementedError  # pragma: no cover
+
+    def synced(self) -> bool | None:
+        """Whether the set's workload runs with the stored set, where the platform says (a write that
+        changes nothing answers it); None where it does not."""
+        return None
+
+    def close(self) -> None:
+        """Delete the workloads `apply` made, where the platform can (the quota bounds the others)."""
+        for workload in self.made:
+            kit(self.platform).remove_workload(self.api, workload)
+
+
+@dataclass
+class Victim:
+    """What one platform holds for the isolation suite's victim, and how to tell it is untouched."""
+
+    targets: dict[str, str]  # path parameters naming the victim's objects
+    alternates: dict[str, dict[str, str]]  # other targets worth aiming at, by name
+    workload: str  # a workload of the victim on the neutral surface
+    data: list[str]  # what no other user may ever see
+    unchanged: Callable[[], None]
+    close: Callable[[], None]
+
+
+class Kit:
+    """A platform's fixtures for the reliability suites."""
+
+    name: str
+    deletes_workloads: bool  # whether its API deletes a workload (else only the quota bounds how many a test makes)
+    alternates: dict[str, tuple[str, ...]] = {}  # other victim targets, by name: the path parameters they change
+    # Fuzzing: the objects a run aims at by name (made by `fuzz_targets`), which path parameters and body
+    # properties take which of them, and which one is the workload itself (what the neutral surface takes).
+    fuzz_aims: dict[str, tuple[str, ...]] = {}
+    fuzz_body_aims: dict[str, str] = {}
+    workload_target: str = "workload"
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:  # pragma: no cover
+        """Live objects of the user for a fuzz run to aim at, by target name (`workload_target` among them)."""
+        raise NotImplementedError
+
+    def new_workload(self, api: Api) -> str:
+        """A new running workload of the user (after a case deleted the one aimed at)."""
+        return make_workload(api, self.name)
+
+    def env_set(self, api: Api) -> EnvSet:  # pragma: no cover
+        """A new place holding variables for this user."""
+        raise NotImplementedError
+
+    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:  # pragma: no cover
+        """Seed the victim's objects, `secret` among their values."""
+        raise NotImplementedError
+
+    def remove_workload(self, api: Api, workload: str) -> bool:
+        """Delete a workload made on the neutral surface; whether the platform could."""
+        return False
+
+    def login_value(self, key: str, value: str) -> str | None:
+        """What a login in the platform's workload sees of a stored value (None: nothing), as the platform
+        documents it: the value itself unless the platform says otherwise."""
+        return value
+
+
+# -- Vers: one set per account; VMs get it at creation -------------------------------------------
+
+class VersSet(EnvSet):
+    platform = "vers"
+
+    def decode(self, response: requests.Response) -> dict[str, str]:
+        return dict(response.json()["vars"])
+
+    def merge_request(self, variables: dict[str, str]) -> dict[str, Any]:
+        return {"method": "PUT", "url": self.write_url, "json": {"vars": variables, "replace": False}}
+
+    def replace_request(self, variables: dict[str, str]) -> dict[str, Any]:
+        return {"method": "PUT", "url": self.write_url, "json": {"vars": variables, "replace": True}}
+
+    def set_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        return [self.merge_request({"GOOD": "1", key: value}), self.replace_request({key: value})]
+
+    def delete_answer(self, response: requests.Response) -> str:
+        return {204: "removed", 404: "absent"}.get(response.status_code, "error")
+
+    def apply(self) -> str:
+        workload = make_workload(self.api, "vers")
+        self.made.append(workload)
+        return workload
+
+
+class VersKit(Kit):
+    name = "vers"
+    deletes_workloads = True
+    alternates = {"commit": ("vm_or_commit_id",)}
+    fuzz_aims = {"vm_id": ("vm",), "vm_or_commit_id": ("vm", "commit")}
+    fuzz_body_aims = {"commit_id": "commit"}
+    workload_target = "vm"
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:
+        """A running VM and a commit of it."""
+        vm = self.new_workload(api)
+        response = api.post(f"/api/v1/vm/{vm}/commit")
+        assert response.status_code == 201, response.text
+        return {"vm": vm, "commit": response.json()["commit_id"]}
+
+    def env_set(self, api: Api) -> EnvSet:
+        return VersSet(api, {"key": "KEPT", "vm_id": NO_SUCH_ID, "vm_or_commit_id": NO_SUCH_ID},
+                       "/api/v1/env_vars", "/api/v1/env_vars", lambda key: f"/api/v1/env_vars/{quote(key)}")
+
+    def remove_workload(self, api: Api, workload: str) -> bool:
+        return api.delete(f"/api/v1/vm/{workload}").status_code == 200
+
+    def login_value(self, key: str, value: str) -> str | None:
+        """pam_env reading `/etc/environment`, as Vers documents: a value ends at `#`, an over-long line is skipped."""
+        if login_alteration(key, value) is None:
+            return value
+        return value.partition("#")[0] if len(f'{key}="{value}"'.encode()) <= PAM_LINE_MAX else None
+
+    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+        """A secret in the account's set, a running VM, a commit, and a second VM nobody else names."""
+        variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
+        assert api.put("/api/v1/env_vars", json={"vars": variables}).status_code == 200
+
+        def boot() -> str:
+            response = api.post("/api/v1/vm/new_root?wait_boot=true", json={"vm_config": {}})
+            assert response.status_code == 201, response.text
+            return str(response.json()["vm_id"])
+
+        vm, hidden = boot(), boot()
+        commit = api.post(f"/api/v1/vm/{vm}/commit").json()["commit_id"]
+        user_id = api.get(f"/api/v1/vm/{vm}/metadata").json()["owner_id"]
+
+        def unchanged() -> None:
+            assert api.get("/api/v1/env_vars").json()["vars"] == variables
+            states = {item["vm_id"]: item["state"] for item in api.get("/api/v1/vm").json()}
+            assert states == {vm: "running", hidden: "running"}
+
+        def close() -> None:
+            for item in (vm, hidden):
+                api.delete(f"/api/v1/vm/{item}")
+
+        targets = {"vm_id": vm, "vm_or_commit_id": vm, "key": "VICTIM_SECRET", "commit_id": commit}
+        return Victim(targets, {"commit": targets | {"vm_or_commit_id": commit}}, vm,
+                      [*variables.values(), user_id, hidden], unchanged, close)
+
+
+# -- Hoody: one map per container; a restart boots the container with it ---------------------------
+
+class HoodySet(EnvSet):
+    platform = "hoody"
+
+    def decode(self, response: requests.Response) -> dict[str, str]:
+        return dict(response.json()["data"]["environment_vars"])
+
+    def merge_request(self, variables: dict[str, str]) -> dict[str, Any]:
+        return {"method": "PATCH", "url": self.write_url, "json": variables}
+
+    def set_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        quoted = self.key_url(key)
+        return [self.merge_request({"GOOD": "1", key: value}), {"method": "PUT", "url": self.write_url,
+                                                                 "json": {"GOOD": "1", key: value}},
+                {"method": "PATCH", "url": quoted, "json": {"value": value}},
+                {"method": "PUT", "url": quoted, "json": {"value": value}}]
+
+    def delete_answer(self, response: requests.Response) -> str:
+        return "idempotent" if response.status_code == 200 else "error"
+
+    def apply(self) -> str:
+        assert self.workload is not None
+        response = self.api.post(f"/api/v1/containers/{self.workload}/restart")
+        assert response.status_code == 200 and response.json()["data"]["synced"] is True, response.text
+        return self.workload
+
+
+    def synced(self) -> bool | None:
+        stored = self.get()
+        key = next(iter(stored), None)
+        assert key is not None, "an empty map cannot be rewritten unchanged"
+        response = self.merge({key: stored[key]})
+        assert response.status_code == 200, response.text
+        return bool(response.json()["data"]["synced"])
+
+
+class HoodyKit(Kit):
+    name = "hoody"
+    deletes_workloads = False  # neither Hoody's env API nor the neutral surface deletes a container
+    fuzz_aims = {"id": ("container",)}
+    workload_target = "container"
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:
+        """A running container."""
+        return {"container": self.new_workload(api)}
+
+    def env_set(self, api: Api) -> EnvSet:
+        container = make_workload(api, "hoody")
+        base = f"/api/v1/containers/{container}/env"
+        return HoodySet(api, {"id": container, "key": "KEPT"}, base, base, lambda key: f"{base}/{quote(key)}",
+                        workload=container)
+
+    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+        """A container holding a secret (booted with it), and a second container nobody else names."""
+        variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
+        container, hidden = make_workload(api, "hoody", "victim"), make_workload(api, "hoody", "hidden")
+        for item in (container, hidden):
+            assert api.patch(f"/api/v1/containers/{item}/env", json=variables).status_code == 200
+            assert api.post(f"/api/v1/containers/{item}/restart").status_code == 200
+        user_id = SqliteStore(server_dir).user_for_token(str(api.headers["Authorization"]).split()[1])
+        assert user_id is not None
+
+        def unchanged() -> None:
+            for item in (container, hidden):
+                response = api.get(f"/api/v1/containers/{item}/env")
+                assert response.json()["data"]["environment_vars"] == variables, response.text
+            records = SqliteStore(server_dir).list_machines("hoody", user_id)
+            assert {record["id"]: record["state"] for record in records} == {container: "running", hidden: "running"}
+
+        return Victim({"id": container, "key": "VICTIM_SECRET"}, {}, container,
+                      [*variables.values(), hidden], unchanged, lambda: None)
+
+
+def quote(key: str) -> str:
+    return requests.utils.quote(key, safe="")
+
+
+KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit())}
+
+
+def kit(name: str) -> Kit:
+    """The kit of a registered platform."""
+    assert name in KITS, f"platform {name!r} has no kit in tests/platforms.py: add one to run the reliability suites"
+    return KITS[name]
+
+
+def path_params(path: str) -> list[str]:
+    return re.findall(r"\{(\w+)\}", path)
