@@ -38,12 +38,15 @@ from pathlib import Path
 import pytest
 
 from envvars_server.launch import ServerProcess
+from envvars_server.machines import ETC_ENVIRONMENT, PROCESS_ENVIRONMENT
 from envvars_server.sandbox.disk import IMAGE, ROOT
 from envvars_server.store import DB_FILE
 from examples.workspace import Workspace
 from tests import platforms
 from tests.conftest import Api
 from tests.figures import figure
+
+DELIVERIES = (ETC_ENVIRONMENT, PROCESS_ENVIRONMENT)  # where a workload's env file may be written
 
 FLEET = Path(__file__).resolve().parent / "programs" / "fleet"
 ENGINE_PROPERTY_TRACE = re.compile(r'"msg":"(Unm|M)arshaling property for RPC\[')
@@ -152,7 +155,7 @@ def test_the_server_never_logs_values(tmp_path: Path, platform: str) -> None:
             for request in env_set.set_requests("SINGLE", single):
                 assert api.request(**request).status_code == 200, request["method"]
             assert env_set.merge({"BULK": bulk}).status_code == 200
-            assert env_set.merge({"REFUSED": refused + "\nX=1"}).status_code == 400
+            assert env_set.merge({"REFUSED": refused + "\x00X=1"}).status_code == 400  # NUL: refused everywhere
             workload = env_set.apply()
             seen = api.get(f"{platforms.WORKLOADS}/{workload}/environment").json()["vars"]
             assert (seen.get("BULK"), seen.get("SINGLE")) == (bulk, single), "the values did not reach the workload"
@@ -166,7 +169,8 @@ def test_the_server_never_logs_values(tmp_path: Path, platform: str) -> None:
     figure(f"secrets scan {platform} (server side)", values=len(needles), server_log_lines=len(log_text.splitlines()),
            data_dir_files=len(data_files), agent_logs=len(agent_logs), hits=sum(map(len, found.values())))
     assert " 200" in log_text and "/env" in log_text, "the server's access log is not in the scan"
-    assert agent_logs and all("WriteFile '/etc/environment'" in text for text in agent_logs.values()), \
+    assert agent_logs and all(any(f"WriteFile '{delivery.path}'" in text for delivery in DELIVERIES)
+                              for text in agent_logs.values()), \
         "no agent log shows the env injection, the moment the values passed through the agent"
     leaks = {name: lines[:3] for name, lines in found.items() if lines}
     assert leaks == {}, f"values or the token found in: {', '.join(leaks)}"

@@ -26,7 +26,7 @@ class ContainerEnvArgs:
         The set of arguments for constructing a ContainerEnv resource.
 
         :param pulumi.Input[_builtins.str] container_id: The container's id, such as `cnt_abc123def456`. Changing it replaces the resource: its keys are written to the new container and removed from the old one.
-        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] vars: The variables, by key. Keys match `^[a-zA-Z_][a-zA-Z0-9_]*$` (1–256 chars) and do not start with `HOODY_`; values are at most 65536 chars with no newline, carriage return or NUL byte. One request holds 1 to 200 variables. The provider splits larger changes into requests of at most 200. Always stored as Pulumi secrets.
+        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] vars: The variables, by key. Keys match `^[a-zA-Z_][a-zA-Z0-9_]*$` (1–256 chars) and do not start with `HOODY_`; values are at most 65536 chars with no NUL byte. One request holds 1 to 200 variables. The provider splits larger changes into requests of at most 200. Always stored as Pulumi secrets.
         :param pulumi.Input[_builtins.bool] restart_on_change: Whether to restart the container after an apply that changes its variables (destroy included), and at the next apply while `synced` is false, so changes take effect at once. Default: false, which leaves them for the container's next restart.
         """
         pulumi.set(__self__, "container_id", container_id)
@@ -52,7 +52,7 @@ class ContainerEnvArgs:
     @pulumi.getter
     def vars(self) -> pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]]:
         """
-        The variables, by key. Keys match `^[a-zA-Z_][a-zA-Z0-9_]*$` (1–256 chars) and do not start with `HOODY_`; values are at most 65536 chars with no newline, carriage return or NUL byte. One request holds 1 to 200 variables. The provider splits larger changes into requests of at most 200. Always stored as Pulumi secrets.
+        The variables, by key. Keys match `^[a-zA-Z_][a-zA-Z0-9_]*$` (1–256 chars) and do not start with `HOODY_`; values are at most 65536 chars with no NUL byte. One request holds 1 to 200 variables. The provider splits larger changes into requests of at most 200. Always stored as Pulumi secrets.
         """
         return pulumi.get(self, "vars")
 
@@ -94,7 +94,7 @@ class ContainerEnv(pulumi.CustomResource):
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.str] container_id: The container's id, such as `cnt_abc123def456`. Changing it replaces the resource: its keys are written to the new container and removed from the old one.
         :param pulumi.Input[_builtins.bool] restart_on_change: Whether to restart the container after an apply that changes its variables (destroy included), and at the next apply while `synced` is false, so changes take effect at once. Default: false, which leaves them for the container's next restart.
-        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] vars: The variables, by key. Keys match `^[a-zA-Z_][a-zA-Z0-9_]*$` (1–256 chars) and do not start with `HOODY_`; values are at most 65536 chars with no newline, carriage return or NUL byte. One request holds 1 to 200 variables. The provider splits larger changes into requests of at most 200. Always stored as Pulumi secrets.
+        :param pulumi.Input[Mapping[str, pulumi.Input[_builtins.str]]] vars: The variables, by key. Keys match `^[a-zA-Z_][a-zA-Z0-9_]*$` (1–256 chars) and do not start with `HOODY_`; values are at most 65536 chars with no NUL byte. One request holds 1 to 200 variables. The provider splits larger changes into requests of at most 200. Always stored as Pulumi secrets.
         """
         ...
     @overload
@@ -206,7 +206,7 @@ class ContainerEnv(pulumi.CustomResource):
     @pulumi.getter
     def vars(self) -> pulumi.Output[Mapping[str, _builtins.str]]:
         """
-        The variables, by key. Keys match `^[a-zA-Z_][a-zA-Z0-9_]*$` (1–256 chars) and do not start with `HOODY_`; values are at most 65536 chars with no newline, carriage return or NUL byte. One request holds 1 to 200 variables. The provider splits larger changes into requests of at most 200. Always stored as Pulumi secrets.
+        The variables, by key. Keys match `^[a-zA-Z_][a-zA-Z0-9_]*$` (1–256 chars) and do not start with `HOODY_`; values are at most 65536 chars with no NUL byte. One request holds 1 to 200 variables. The provider splits larger changes into requests of at most 200. Always stored as Pulumi secrets.
         """
         return pulumi.get(self, "vars")
 
