@@ -4,13 +4,15 @@ Each application has its own set (the store's scope is the application id); each
 object with its own id (the store's id), `is_runtime` and `is_buildtime` flags (the store's
 attributes) and creation and update times. Values are encrypted at rest (`run` gives the store a
 cipher). Writes never reach a running application: a deploy (`POST /_envvars/v1/workloads/{id}/restart`)
-runs the build with the `is_buildtime` variables, then starts the app with the `is_runtime` ones.
+runs the build with the `is_buildtime` variables in a sandbox of its own, then starts the app with the
+`is_runtime` ones in another; a variable with both flags false reaches neither. In both the variables
+live in memory only (the process environment file sits on a tmpfs of the sandbox), never on its disk.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -24,14 +26,17 @@ from envvars.rules.sevalla import RULES
 from envvars_server.deps import current_user, machines_of, store_of
 from envvars_server.errors import ApiError, DomainError, Envelope
 from envvars_server.machines import (
-    PROCESS_ENVIRONMENT,
+    MEMORY_PROCESS_ENVIRONMENT,
     AgentDown,
     BootFailed,
+    EnvSource,
     FreezeFailed,
     Machines,
     NotFound,
     NotRunning,
+    Phase,
     QuotaExceeded,
+    UnknownPhase,
 )
 from envvars_server.platform import Runtime
 from envvars_server.store import Store, Variable
@@ -50,6 +55,7 @@ FAILURES: dict[type[DomainError], tuple[int, str]] = {
     NotFound: (404, "application-not-found"), NotRunning: (409, "application-not-running"),
     QuotaExceeded: (403, "application-quota-exceeded"), BootFailed: (500, "deployment-failed"),
     AgentDown: (503, "service-unavailable"), FreezeFailed: (503, "service-unavailable"),
+    UnknownPhase: (400, "bad-request"),
 }
 KEY_EXISTS = "env-var-key-exists"
 VAR_NOT_FOUND = "env-var-not-found"
@@ -166,12 +172,17 @@ def run(runtime: Runtime) -> Iterator[None]:
     """Every user's applications, each started with its stored runtime variables: recovered at start, stopped at
     the end."""
     store = runtime.store
+    runtime.encrypt_at_rest(PLATFORM)
 
-    def runtime_vars(record: Any) -> dict[str, str]:
-        variables = store.variables(PLATFORM, record["owner_id"], record["id"])
-        return {key: variable.value for key, variable in variables.items() if runtime_env(variable)}
+    def reaching(flag: Callable[[Variable], bool]) -> EnvSource:
+        def env(record: Mapping[str, Any]) -> dict[str, str]:
+            variables = store.variables(PLATFORM, record["owner_id"], record["id"])
+            return {key: variable.value for key, variable in variables.items() if flag(variable)}
+        return env
 
-    machines = runtime.machines(PLATFORM, "applications", "application", runtime_vars, PROCESS_ENVIRONMENT)
+    machines = runtime.machines(PLATFORM, "applications", "application", reaching(runtime_env),
+                                MEMORY_PROCESS_ENVIRONMENT, phases=(Phase("build", reaching(buildtime_env)),),
+                                main_phase="runtime")
     runtime.workloads[PLATFORM] = Workloads(machines, "application", _new_application)
     machines.recover()
     try:
