@@ -211,11 +211,12 @@ def test_flags_reach_the_build_or_the_app_at_the_next_deploy(tmp_path: Path, ser
     configure(ws, envs={"both": {"app": app, "vars": {"BOTH": "b"}, "isBuildtime": False},
                         "build": {"app": app, "vars": {"BUILD_ONLY": "bo"}},
                         "neither": {"app": app, "vars": {"NEITHER": "n"}, "isRuntime": False, "isBuildtime": False}},
-              vars={"run": {"app": app, "key": "RUNTIME_ONLY", "value": "ro", "isRuntime": False}})
+              vars={"run": {"app": app, "key": "RUNTIME_ONLY", "value": "ro", "isRuntime": False,
+                            "isBuildtime": True}})
     ws.up()
     assert ours & environment(api, app, "runtime").keys() == {"BOTH", "RUNTIME_ONLY"}
     deploy(api, app)
-    assert ours & environment(api, app, "build").keys() == {"BUILD_ONLY"}
+    assert ours & environment(api, app, "build").keys() == {"BUILD_ONLY", "RUNTIME_ONLY"}
     assert ours & environment(api, app, "runtime").keys() == {"BOTH", "BUILD_ONLY"}
 
 
