@@ -184,10 +184,12 @@ def test_a_key_managed_twice_or_refused_by_sevalla_fails_at_preview(tmp_path: Pa
     assert (f"{VAR} resource 'one' has a problem: value of env var 'LONG' is too long: 32769 chars, the limit is "
             "32768") in failed_preview(ws)
 
-    # The same key in two applications, or on another platform, is fine.
-    configure(ws, envs={"app": {"app": app, "vars": {"SHARED": "1"}}},
+    # The same key in two applications is fine; variables that reach neither phase are a warning.
+    configure(ws, envs={"app": {"app": app, "vars": {"SHARED": "1"}, "isRuntime": False, "isBuildtime": False}},
               vars={"one": {"app": other, "key": "SHARED", "value": "2"}})
-    ws.preview()
+    shown = ws.preview()
+    assert re.search(r"warning: .*resource 'app': its variables have isRuntime and isBuildtime both false: stored, "
+                     r"but seen by neither the build nor the running app", shown.stdout + shown.stderr), shown.stdout
     assert stored(api, app) == {} and stored(api, other) == {}
 
 

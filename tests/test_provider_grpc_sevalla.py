@@ -422,3 +422,15 @@ def test_a_create_whose_answer_is_lost_is_found_not_sent_again(tmp_path: Path, f
             assert plain(made.properties)["envVarIds"] == {"A": ids(api, app)["A"]}
         finally:
             plugin.close()
+
+
+def test_a_base_url_given_with_its_version_means_the_same_api(tmp_path: Path, server: ServerProcess,
+                                                              api: Api) -> None:
+    app = new_application(api)
+    plugin = Plugin(tmp_path / "plugin.stderr")
+    try:
+        plugin.configure(server.url + "/v3/", token(api))
+        create(plugin, "app", env(app, {"A": "1"}))
+        assert stored(api, app) == {"A": "1"}
+    finally:
+        plugin.close()

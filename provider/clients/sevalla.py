@@ -79,7 +79,8 @@ class SevallaClient:
     """The env vars of the user's applications."""
 
     def __init__(self, base_url: str, api_key: str | None, auth_hint: str):
-        self.api = ApiSession(base_url, api_key, _reason, auth_hint)
+        # The routes carry their version; a base URL given with it (as the docs show it) means the same API.
+        self.api = ApiSession(base_url.rstrip("/").removesuffix("/v3"), api_key, _reason, auth_hint)
 
     @staticmethod
     def _path(app_id: str, *rest: str) -> str:

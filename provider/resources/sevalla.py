@@ -26,8 +26,8 @@ from envvars_provider.resources.base import BOOLEAN, STRING, STRING_MAP, Prop, R
 from envvars_provider.resources.checks import imported, rule_failures, variable_failures
 from envvars_provider.values import UNKNOWN
 
-URL = Setting("sevalla_url", "Base URL of the Sevalla API, without `/v3`. Falls back to SEVALLA_URL.", "SEVALLA_URL",
-              default="https://api.sevalla.com", is_url=True)
+URL = Setting("sevalla_url", "Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means "
+              "the same). Falls back to SEVALLA_URL.", "SEVALLA_URL", default="https://api.sevalla.com", is_url=True)
 API_KEY = Setting("sevalla_api_key", "API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.",
                   "SEVALLA_API_KEY", secret=True, label="Sevalla API key", placeholder="KEY")
 FLAGS = ("is_runtime", "is_buildtime")
@@ -42,6 +42,14 @@ IS_BUILDTIME = "Whether the variable reaches the build step (from its next deplo
 def scope(app_id: str) -> str:
     """The claims of one application: resources on other applications may manage the same keys."""
     return f"sevalla:{app_id}"
+
+
+def reach_warnings(inputs: dict[str, Any], what: str) -> list[str]:
+    """A warning when both flags are off: the variables are stored but reach neither the build nor the app."""
+    if inputs.get("is_runtime") is False and inputs.get("is_buildtime") is False:
+        return [f"{what} isRuntime and isBuildtime both false: stored, but seen by neither the build nor the "
+                "running app; set one of them to true"]
+    return []
 
 
 def app_id_failures(app_id: Any) -> list[tuple[str, str]]:
@@ -94,6 +102,11 @@ class EnvVar(SevallaResource):
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
         return app_id_failures(inputs.get("application_id")) + \
             variable_failures(RULES, inputs.get("key"), inputs.get("value"))
+
+    def warnings(self, inputs: dict[str, Any]) -> list[str]:
+        key = inputs.get("key")
+        return reach_warnings(inputs, f"env var {key!r} has" if isinstance(key, str) and key != UNKNOWN else
+                              "the variable has")
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         app_id, key = inputs.get("application_id"), inputs.get("key")
@@ -179,6 +192,9 @@ class EnvVars(SevallaResource):
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
         return app_id_failures(inputs.get("application_id")) + \
             rule_failures(RULES, "vars", inputs.get("vars"), one_request=False)
+
+    def warnings(self, inputs: dict[str, Any]) -> list[str]:
+        return reach_warnings(inputs, "its variables have")
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
         app_id, variables = inputs.get("application_id"), inputs.get("vars")

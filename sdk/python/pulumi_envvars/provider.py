@@ -31,7 +31,7 @@ class ProviderArgs:
         :param pulumi.Input[_builtins.str] hoody_token: Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
         :param pulumi.Input[_builtins.str] hoody_url: Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
         :param pulumi.Input[_builtins.str] sevalla_api_key: API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
-        :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API, without `/v3`. Falls back to SEVALLA_URL.
+        :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
         :param pulumi.Input[_builtins.str] vers_url: Base URL of the Vers orchestrator API. Falls back to VERS_URL.
         """
@@ -100,7 +100,7 @@ class ProviderArgs:
     @pulumi.getter(name="sevallaUrl")
     def sevalla_url(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
-        Base URL of the Sevalla API, without `/v3`. Falls back to SEVALLA_URL.
+        Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         """
         return pulumi.get(self, "sevalla_url")
 
@@ -154,7 +154,7 @@ class Provider(pulumi.ProviderResource):
         :param pulumi.Input[_builtins.str] hoody_token: Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
         :param pulumi.Input[_builtins.str] hoody_url: Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
         :param pulumi.Input[_builtins.str] sevalla_api_key: API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
-        :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API, without `/v3`. Falls back to SEVALLA_URL.
+        :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
         :param pulumi.Input[_builtins.str] vers_url: Base URL of the Vers orchestrator API. Falls back to VERS_URL.
         """
@@ -233,7 +233,7 @@ class Provider(pulumi.ProviderResource):
     @pulumi.getter(name="sevallaUrl")
     def sevalla_url(self) -> pulumi.Output[Optional[_builtins.str]]:
         """
-        Base URL of the Sevalla API, without `/v3`. Falls back to SEVALLA_URL.
+        Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         """
         return pulumi.get(self, "sevalla_url")
 

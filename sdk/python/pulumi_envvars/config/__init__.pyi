@@ -31,7 +31,7 @@ API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
 
 sevallaUrl: str
 """
-Base URL of the Sevalla API, without `/v3`. Falls back to SEVALLA_URL.
+Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
 """
 
 versApiKey: Optional[str]

@@ -44,7 +44,7 @@ class _ExportableConfig(types.ModuleType):
     @_builtins.property
     def sevalla_url(self) -> str:
         """
-        Base URL of the Sevalla API, without `/v3`. Falls back to SEVALLA_URL.
+        Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         """
         return __config__.get('sevallaUrl') or (_utilities.get_env('SEVALLA_URL') or 'https://api.sevalla.com')
 
