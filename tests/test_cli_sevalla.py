@@ -245,3 +245,30 @@ def test_an_in_place_change_is_one_request_per_variable(tmp_path: Path, faulty_s
         assert injected(faulty_server) - before == 5  # a shared flag: one PUT per variable
         assert flags(api, app) == {**dict.fromkeys(five, (True, False)), "ONE": (False, True)}
         assert stored(api, app) == {**five, "K0": "changed", "ONE": "2"}
+
+
+def test_a_key_moved_between_resources_or_renamed_is_never_lost(tmp_path: Path, server: ServerProcess,
+                                                                 api: Api) -> None:
+    app = new_application(api)
+    ws = workspace(tmp_path, server, api)
+    configure(ws, envs={"app": {"app": app, "vars": {"A": "1", "B": "2"}}}, vars={})
+    ws.up()
+
+    # B moves to its own EnvVar: whichever runs first, B ends with the EnvVar's value, owned by it alone.
+    configure(ws, envs={"app": {"app": app, "vars": {"A": "1"}}}, vars={"b": {"app": app, "key": "B", "value": "3"}})
+    ws.up()
+    assert stored(api, app) == {"A": "1", "B": "3"}
+    b_id = next(item["id"] for item in listed(api, app) if item["key"] == "B")
+    assert resources(ws)["b"]["id"] == f"{app}/{b_id}"
+    assert preview_json(ws) == ({STACK: ("same", {})}, {"same": 3})
+
+    # The EnvVar renamed (same key): the new one takes the variable over, the old one's delete leaves it.
+    configure(ws, vars={"b_renamed": {"app": app, "key": "B", "value": "3"}})
+    ws.up()
+    assert stored(api, app) == {"A": "1", "B": "3"}
+    assert preview_json(ws) == ({STACK: ("same", {})}, {"same": 3})
+    replaced = ws.up("--replace", f"urn:pulumi:dev::envvars-cli-test-sevalla::{VAR}::b_renamed")
+    assert re.search(r"1 replaced", replaced.stdout), replaced.stdout
+    assert stored(api, app) == {"A": "1", "B": "3"}
+    ws.destroy()
+    assert stored(api, app) == {}
