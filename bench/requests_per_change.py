@@ -91,10 +91,7 @@ def vers_life(stack: Workspace, url: str, token: str, log: Path) -> Steps:
 
 def hoody_life(stack: Workspace, url: str, token: str, log: Path) -> Steps:
     """A container's map: created, one value changed, one key removed, refreshed."""
-    made = requests.post(f"{url}/_envvars/v1/workloads", json={"platform": "hoody", "name": "bench"},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    made.raise_for_status()
-    container = made.json()["id"]
+    container = _workload(url, token, "hoody")
     stack.run("config", "set", "containerId", container)
     counts = {"create_200": requests_during(log, stack.up)}
     stack.run("config", "set", "changed", "true")
