@@ -24,6 +24,7 @@ from envvars_server.errors import Envelope, owner
 from envvars_server.platforms import PLATFORMS
 from envvars_server.store import SqliteStore
 from tests.conftest import Api
+from tests.figures import scaled
 
 ENVELOPES: list[Envelope] = [platform.envelope for platform in PLATFORMS] + [workloads.ENVELOPE]
 NAMES: list[str] = [platform.name for platform in PLATFORMS]
@@ -179,6 +180,9 @@ class Kit:
     fuzz_aims: dict[str, tuple[str, ...]] = {}
     fuzz_body_aims: dict[str, str] = {}
     workload_target: str = "workload"
+    # The share of the slow suites' trials (crash trials, concurrent writes) this platform runs in `make test` (the
+    # soak setting runs them all): the whole `make test` must stay well under 20 minutes on 2 cores.
+    share = 1.0
     # Whether a workload running when the server stopped boots again with the stored set (its set lived in memory
     # only, gone with it) rather than with the set of its last boot (kept on its disk).
     recovers_with_stored_set = False
@@ -493,6 +497,7 @@ class SevallaKit(Kit):
     name = "sevalla"
     deletes_workloads = False  # neither Sevalla's env-var API nor the neutral surface deletes an application
     recovers_with_stored_set = True  # the app's env lives in its memory only (README: "Memory only")
+    share = 0.3  # added last, within what is left of the 20 minutes; each recovery also deploys the app again
     fuzz_aims = {"id": ("application",), "env_var_id": ("variable",)}
     workload_target = "application"
 
@@ -551,6 +556,12 @@ def quote(key: str) -> str:
 
 
 KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit(), SevallaKit())}
+
+
+def trials(name: str, normal: int, soak: int) -> int:
+    """How many trials of a slow suite the platform `name` runs: its kit's share of `normal` in `make test`, `soak`
+    in `make soak`."""
+    return scaled(max(1, round(normal * kit(name).share)), soak)
 
 
 def kit(name: str) -> Kit:

@@ -7,9 +7,11 @@ import time
 import uuid
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import requests
 
+from tests import openapi_doc
 from tests.conftest import Api
 
 HELP = "If you need assistance, please contact support."
@@ -190,3 +192,16 @@ def test_missing_and_unknown_tokens_are_401(anonymous: Api, api: Api, app: str) 
                             timeout=30)
     assert_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_the_document_says_an_update_needs_a_field(api: Api, app: str) -> None:
+    """A PUT of no field (none given, only unknown ones, or only nulls) is a 400: the document must call it invalid."""
+    schema = openapi_doc.body_schema("PUT", "/v3/applications/{id}/env-vars/{env_var_id}")
+    assert schema is not None
+    made = create(api, app, key="A", value="1")
+    for body in ({}, {"other": 1}, {"key": None}, {"value": None, "is_runtime": None}):
+        assert not jsonschema_rs.Draft202012Validator(schema).is_valid(body), body
+        assert_error(api.put(url(app, made["id"]), json=body), 400, "bad-request")
+    for body in ({"value": "2"}, {"is_buildtime": False, "is_runtime": None}):
+        assert jsonschema_rs.Draft202012Validator(schema).is_valid(body), body
+        assert api.put(url(app, made["id"]), json=body).status_code == 200

@@ -129,10 +129,15 @@ class NewEnvVar(BaseModel):
                                                        "Defaults to true.")
 
 
+CHANGEABLE = ("key", "value", "is_runtime", "is_buildtime")
+
+
 class EnvVarChange(BaseModel):
     """Body of the update request: the fields to change (at least one)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # The document says what the server requires: at least one of the fields, not null (a null is no change).
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in CHANGEABLE]})
     key: StrictStr | None = Field(None, description="New name for the environment variable. " + describe(RULES),
                                   json_schema_extra=key_json_schema(RULES))
     value: StrictStr | None = Field(None, description="New value for the environment variable. "
@@ -253,8 +258,7 @@ class Applications:
         self.check(app_id)
         changes = body.model_dump(exclude_none=True)
         if not changes:
-            raise ApiError(400, "request body: give at least one of key, value, is_runtime, is_buildtime",
-                           CODES[400])
+            raise ApiError(400, f"request body: give at least one of {', '.join(CHANGEABLE)}", CODES[400])
         if body.key is not None:
             _refuse(key_violation(RULES, body.key))
         if body.value is not None:
