@@ -6,7 +6,8 @@ Imported on first use, not at plugin start: the platform modules pull in the HTT
 from envvars_provider.platform import Platform
 from envvars_provider.resources.base import Resource
 from envvars_provider.resources.hoody import PLATFORM as HOODY
+from envvars_provider.resources.sevalla import PLATFORM as SEVALLA
 from envvars_provider.resources.vers import PLATFORM as VERS
 
-PLATFORMS: tuple[Platform, ...] = (VERS, HOODY)
+PLATFORMS: tuple[Platform, ...] = (VERS, HOODY, SEVALLA)
 RESOURCES: tuple[type[Resource], ...] = tuple(resource for platform in PLATFORMS for resource in platform.resources)

@@ -10,9 +10,14 @@ in it (`PROCESS_ENVIRONMENT`). A running workload never sees later changes until
 set its current boot received, so a platform can tell whether the workload is in sync with the
 stored set.
 
+A platform may give its workloads deploy phases (`Phase`): each runs before the workload at every
+create, restart and recovery, in a sandbox of its own that receives its own set (a build sees the
+build-time variables), and stays up so what it saw can be read (`login_env(..., phase)`).
+
 After a server restart, workloads that were `running` boot again from their kept root (keeping the
-env file of their last boot, not re-injected), `paused`/`sleeping` ones boot and pause
-again, and those still `booting` when the server stopped are `dead`.
+env file of their last boot, not re-injected, unless the platform's `Delivery` keeps it in memory
+only: then it was lost with the sandbox, and the recovery boot writes the stored set again),
+`paused`/`sleeping` ones boot and pause again, and those still `booting` when the server stopped are `dead`.
 
 Failures are domain errors (`MachineError` subclasses); each platform maps them to its own statuses
 and codes. Nothing here names a platform.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import posixpath
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -80,23 +86,51 @@ class FreezeFailed(MachineError):
     """The workload's processes could not be frozen for a pause; the caller may retry."""
 
 
+class UnknownPhase(MachineError):
+    """The workload has no deploy phase of that name."""
+
+
 EnvSource = Callable[[Mapping[str, Any]], Mapping[str, str]]
 """The set a workload receives at boot, from its record (its owner's set, its own set...)."""
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """Where a workload's set is written at boot, in which form and with which mode."""
+    """Where a workload's set is written at boot, in which form and with which mode.
+
+    `memory_bytes`: the env file's directory is then a tmpfs of at most that size, mounted by the sandbox
+    and part of the workload, so the set lives in the workload's memory only and never on its disk; it is
+    gone when the sandbox stops, so a recovery boot after a server restart writes the stored set again.
+    """
 
     path: str
     render: Callable[[Mapping[str, str]], bytes]
     mode: int
+    memory_bytes: int | None = None
+
+    @property
+    def memory_dirs(self) -> dict[str, int]:
+        """The sandbox's memory-only directories for this delivery."""
+        return {posixpath.dirname(self.path): self.memory_bytes} if self.memory_bytes else {}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A step of a deploy that runs before the workload itself, in a sandbox of its own that receives its own
+    set (a build that sees the build-time variables); it stays up after the step so what it saw can be read."""
+
+    name: str
+    env_for: EnvSource
 
 
 ETC_ENVIRONMENT = Delivery("/etc/environment", lambda env: render(env).encode(), 0o644)
-PROCESS_ENVIRONMENT = Delivery(
-    PROCESS_ENV_FILE, lambda env: b"".join(f"{key}={value}".encode() + b"\0" for key, value in sorted(env.items())),
-    0o600)
+def _environ(env: Mapping[str, str]) -> bytes:
+    return b"".join(f"{key}={value}".encode() + b"\0" for key, value in sorted(env.items()))
+
+
+PROCESS_ENVIRONMENT = Delivery(PROCESS_ENV_FILE, _environ, 0o600)
+# A set is at most 4 MiB of keys and values (`envvars.rules.SetLimits`); with `=` and NUL per variable, 8 MiB holds it.
+MEMORY_PROCESS_ENVIRONMENT = Delivery(PROCESS_ENV_FILE, _environ, 0o600, memory_bytes=8 * 1024 * 1024)
 
 
 def env_digest(variables: Mapping[str, str]) -> str:
@@ -122,7 +156,7 @@ class Machines:
 
     def __init__(self, store: Store, platform: str, root_dir: Path, env_for: EnvSource, noun: str,
                  delivery: Delivery = ETC_ENVIRONMENT, max_per_user: int = DEFAULT_MAX_PER_USER,
-                 max_procs: int = DEFAULT_MAX_PROCS):
+                 max_procs: int = DEFAULT_MAX_PROCS, phases: tuple[Phase, ...] = (), main_phase: str | None = None):
         self.store = store
         self.platform = platform
         self.root_dir = root_dir
@@ -131,13 +165,52 @@ class Machines:
         self.delivery = delivery
         self.max_per_user = max_per_user
         self.max_procs = max_procs
+        self.phases = phases
+        self.main_phase = main_phase
         self._machines: dict[str, Machine] = {}
+        self._phase_machines: dict[tuple[str, str], Machine] = {}  # (workload id, phase) -> its last step's sandbox
         self._registry_lock = threading.Lock()
         self._quota_lock = threading.Lock()
 
-    def _sandbox(self, record: Mapping[str, Any]) -> Sandbox:
+    def _sandbox(self, record: Mapping[str, Any], phase: str | None = None) -> Sandbox:
         limits = Limits(mem_mib=record["mem_size_mib"], disk_mib=record["fs_size_mib"], max_procs=self.max_procs)
-        return Sandbox(self.root_dir / record["id"], limits)
+        where = self.root_dir / (record["id"] if phase is None else f"{record['id']}.{phase}")
+        return Sandbox(where, limits, memory_dirs=self.delivery.memory_dirs)
+
+    @property
+    def phase_names(self) -> tuple[str, ...]:
+        """The deploy's phases in order, the workload's own (`main_phase`) last; none without phases."""
+        return (*(phase.name for phase in self.phases), self.main_phase) if self.main_phase else ()
+
+    def _run_phases(self, record: Mapping[str, Any]) -> bool:
+        """Run each phase before the workload, each in a fresh boot of its own sandbox with its own set; whether
+        all booted (the server log says why one did not)."""
+        for phase in self.phases:
+            with self._registry_lock:
+                old = self._phase_machines.pop((record["id"], phase.name), None)
+            if old is not None:
+                old.sandbox.stop()
+            machine = Machine(self._sandbox(record, phase.name))
+            try:
+                if not machine.sandbox.exists():
+                    machine.sandbox.create_root(None)
+                machine.sandbox.boot(timeout=BOOT_TIMEOUT_S)
+                env = self.env_for_phase(record, phase)
+                machine.sandbox.client().write_file(self.delivery.path, self.delivery.render(env),
+                                                    mode=self.delivery.mode, create_dirs=True)
+            except Exception:
+                log.exception("%s %s: its %s phase failed", self.noun, record["id"], phase.name)
+                machine.sandbox.stop()
+                return False
+            machine.booted.set()
+            with self._registry_lock:
+                self._phase_machines[(record["id"], phase.name)] = machine
+        return True
+
+    @staticmethod
+    def env_for_phase(record: Mapping[str, Any], phase: Phase) -> dict[str, str]:
+        """The set a phase's sandbox receives."""
+        return dict(phase.env_for(record))
 
     def reserve(self, owner: str, count: int) -> None:
         """QuotaExceeded unless `count` more live workloads keep the owner within the per-user quota."""
@@ -197,12 +270,22 @@ class Machines:
         with self._registry_lock:
             self._machines[full["id"]] = machine
         if not wait:
-            threading.Thread(target=self._boot, args=(machine, full, env, source_root, True), daemon=True).start()
+            threading.Thread(target=self._deploy, args=(machine, full, env, source_root), daemon=True).start()
             return str(full["id"])
-        self._boot(machine, full, env, source_root, True)
+        self._deploy(machine, full, env, source_root)
         if full["state"] != "running":
             raise BootFailed(f"{self.noun} {full['id']!r} failed to boot; see the server log")
         return str(full["id"])
+
+    def _deploy(self, machine: Machine, record: dict[str, Any], env: Mapping[str, str],
+                source_root: Path | None) -> None:
+        """The phases, then the first boot of the workload (dead if a phase failed)."""
+        if self._run_phases(record):
+            self._boot(machine, record, env, source_root, True)
+            return
+        record["state"] = "dead"
+        self.store.save_machine(self.platform, record)
+        machine.booted.set()
 
     def _boot(self, machine: Machine, record: dict[str, Any], env: Mapping[str, str] | None,
               source_root: Path | None, fresh: bool) -> None:
@@ -228,6 +311,9 @@ class Machines:
         """Stop the workload and boot it again on its root with its env source's current set."""
         record, machine = self._ready(owner, machine_id)
         with machine.lock:
+            if not self._run_phases(record):
+                raise BootFailed(f"{self.noun} {machine_id!r} failed to deploy: a phase before it failed; "
+                                 "see the server log")
             env = dict(self.env_for(record))
             machine.sandbox.stop()
             machine.booted.clear()
@@ -276,6 +362,10 @@ class Machines:
             machine.sandbox.destroy()
         else:
             self._sandbox(record).destroy()
+        for phase in self.phases:
+            with self._registry_lock:
+                step = self._phase_machines.pop((machine_id, phase.name), None)
+            (step.sandbox if step else self._sandbox(record, phase.name)).destroy()
         record["state"] = "dead"
         record["deleted_at"] = now_iso()
         self.store.save_machine(self.platform, record)
@@ -288,14 +378,29 @@ class Machines:
 
     # -- guest operations -------------------------------------------------------------------
 
-    def exec(self, owner: str, machine_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Run a command inside the workload with the environment a login there gets."""
+    def exec(self, owner: str, machine_id: str, request: Mapping[str, Any],
+             phase: str | None = None) -> dict[str, Any]:
+        """Run a command inside the workload (or the sandbox of one of its deploy's phases) with the environment a
+        login there gets."""
         machine = self._running(owner, machine_id)
+        if phase is not None and phase != self.main_phase:
+            machine = self._phase_machine(machine_id, phase)
         return dict(_guest(lambda: machine.sandbox.client().exec(**request)))
 
-    def login_env(self, owner: str, machine_id: str) -> dict[str, str]:
-        """What a login shell started in the workload sees right now, read from inside it."""
-        result = self.exec(owner, machine_id, {"command": ["env", "-0"]})
+    def _phase_machine(self, machine_id: str, phase: str) -> Machine:
+        if phase not in self.phase_names:
+            known = ", ".join(self.phase_names)
+            raise UnknownPhase(f"{self.noun}s have no phase {phase!r}" + (f": they have {known}" if known else
+                                                                           ": they have no deploy phases"))
+        with self._registry_lock:
+            machine = self._phase_machines.get((machine_id, phase))
+        if machine is None or not machine.sandbox.is_alive():
+            raise NotRunning(f"the {phase} phase of {self.noun} {machine_id!r} is not running")
+        return machine
+
+    def login_env(self, owner: str, machine_id: str, phase: str | None = None) -> dict[str, str]:
+        """What a login shell started in the workload (or in a phase's sandbox) sees right now, read from inside."""
+        result = self.exec(owner, machine_id, {"command": ["env", "-0"]}, phase)
         if result["exit_code"] != 0:
             raise GuestRefused("io_error", f"env exited with {result['exit_code']} in the {self.noun}")
         entries = (entry.partition("=") for entry in str(result["stdout"]).split("\0") if entry)
@@ -326,7 +431,18 @@ class Machines:
             with self._registry_lock:
                 self._machines[record["id"]] = machine
             paused = record["state"] if record["state"] in PAUSED_STATES else None
-            self._boot(machine, record, None, None, False)
+            # A set delivered in memory only is gone with the old sandbox: the recovery boot gets the stored set.
+            try:
+                env = dict(self.env_for(record)) if self.delivery.memory_bytes else None
+            except Exception:  # e.g. a stored value that no longer opens: this workload only, not the server
+                log.exception("%s %s: its stored set cannot be read; it stays down", self.noun, record["id"])
+                record["state"] = "dead"
+                self.store.save_machine(self.platform, record)
+                machine.booted.set()
+                continue
+            self._boot(machine, record, env, None, False)
+            if record["state"] == "running" and not self._run_phases(record):
+                log.warning("%s %s runs, but a phase before it did not come back", self.noun, record["id"])
             if paused and record["state"] == "running":
                 machine.sandbox.pause()
                 record["state"] = paused
@@ -335,8 +451,9 @@ class Machines:
     def shutdown(self) -> None:
         """Stop every sandbox; their roots and records stay for the next start."""
         with self._registry_lock:
-            machines = list(self._machines.values())
+            machines = [*self._machines.values(), *self._phase_machines.values()]
             self._machines.clear()
+            self._phase_machines.clear()
         for machine in machines:
             machine.sandbox.stop()
 

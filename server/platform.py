@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from envvars_server.at_rest import cipher_for
 from envvars_server.errors import Envelope
 from envvars_server.machines import (
     DEFAULT_MAX_PER_USER,
@@ -22,6 +23,7 @@ from envvars_server.machines import (
     Delivery,
     EnvSource,
     Machines,
+    Phase,
 )
 from envvars_server.store import Store
 from envvars_server.workloads import Workloads
@@ -38,13 +40,20 @@ class Runtime:
     options: Mapping[str, Any] = field(default_factory=dict)
     workloads: dict[str, Workloads] = field(default_factory=dict)
 
+    def encrypt_at_rest(self, platform: str) -> None:
+        """Seal `platform`'s values in the store from now on (AES-256-GCM under the data dir's key: `at_rest.py`)."""
+        self.store.use_cipher(platform, cipher_for(self.data_dir))
+
     def machines(self, platform: str, subdir: str, noun: str, env_for: EnvSource,
-                 delivery: Delivery = ETC_ENVIRONMENT) -> Machines:
+                 delivery: Delivery = ETC_ENVIRONMENT, phases: tuple[Phase, ...] = (),
+                 main_phase: str | None = None) -> Machines:
         """A workloads layer for `platform`, its roots under `data_dir/subdir`, with the server's limits
-        (options `max_workloads_per_user`, per platform, and `max_procs`, per workload)."""
+        (options `max_workloads_per_user`, per platform, and `max_procs`, per workload); `phases` run before
+        each boot of a workload, which is itself the phase `main_phase`."""
         return Machines(self.store, platform, self.data_dir / subdir, env_for, noun, delivery,
                         max_per_user=self.options.get("max_workloads_per_user") or DEFAULT_MAX_PER_USER,
-                        max_procs=self.options.get("max_procs") or DEFAULT_MAX_PROCS)
+                        max_procs=self.options.get("max_procs") or DEFAULT_MAX_PROCS, phases=phases,
+                        main_phase=main_phase)
 
 
 @dataclass(frozen=True)

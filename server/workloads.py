@@ -11,16 +11,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from envvars_server.deps import current_user, workloads_of
 from envvars_server.errors import ApiError, DomainError, Envelope
-from envvars_server.machines import AgentDown, FreezeFailed, Machines, NotFound, NotRunning, QuotaExceeded
+from envvars_server.machines import (
+    AgentDown,
+    FreezeFailed,
+    Machines,
+    NotFound,
+    NotRunning,
+    QuotaExceeded,
+    UnknownPhase,
+)
 
 PREFIX = "/_envvars/v1"
 STATUS: dict[type[DomainError], int] = {
-    NotFound: 404, NotRunning: 409, QuotaExceeded: 403, AgentDown: 503, FreezeFailed: 503}
+    NotFound: 404, NotRunning: 409, QuotaExceeded: 403, AgentDown: 503, FreezeFailed: 503, UnknownPhase: 400}
 
 
 @dataclass(frozen=True)
@@ -123,17 +131,22 @@ def make(body: NewWorkload, user: str = Depends(current_user), hosts: dict[str, 
 
 
 @router.get("/workloads/{workload_id}/environment", operation_id="workload_environment", response_model=Environment,
-            responses={409: {"model": ErrorResponse, "description": "The workload is not running"}})
-def environment(workload_id: str, user: str = Depends(current_user),
-                hosts: dict[str, Workloads] = Hosts) -> Environment:
-    """The environment a login shell started in the workload sees right now, read from inside it."""
+            responses={409: {"model": ErrorResponse, "description": "The workload (or that phase) is not running"}})
+def environment(workload_id: str, phase: str | None = Query(
+                    None, description="Which step of the workload's deploy to look into, where its platform has "
+                    "phases (Sevalla: `build` or `runtime`; default: the workload itself, its last phase); a platform "
+                    "without phases refuses any phase with 400."),
+                user: str = Depends(current_user), hosts: dict[str, Workloads] = Hosts) -> Environment:
+    """The environment a login shell started in the workload (or in its deploy's `phase`) sees right now, read from
+    inside it."""
     _, host, _ = _find(hosts, user, workload_id)
-    return Environment(vars=host.machines.login_env(user, workload_id))
+    return Environment(vars=host.machines.login_env(user, workload_id, phase))
 
 
 @router.post("/workloads/{workload_id}/restart", operation_id="restart_workload", response_model=Workload,
              responses={409: {"model": ErrorResponse, "description": "The workload is not running"}})
 def restart(workload_id: str, user: str = Depends(current_user), hosts: dict[str, Workloads] = Hosts) -> Workload:
-    """Restart the workload: it boots again with its platform's stored variables."""
+    """Restart (deploy) the workload: its phases run again, each with its own set, then it boots again with its
+    platform's stored variables."""
     platform, host, _ = _find(hosts, user, workload_id)
     return _shown(platform, host, host.machines.restart(user, workload_id))

@@ -48,14 +48,15 @@ def body_schema(method: str, path: str) -> dict[str, Any] | None:
 def sample(schema: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """A minimal instance of `schema` (required properties only); `overrides` gives values by property name."""
     schema = resolve(schema)
-    if "anyOf" in schema:
+    if "anyOf" in schema and schema.get("type") != "object":  # a union of types: the first that is not null
         return sample(next(s for s in schema["anyOf"] if s.get("type") != "null"), overrides)
     if "const" in schema or "enum" in schema:
         return schema.get("const", (schema.get("enum") or [None])[0])
     kind = schema.get("type")
-    if kind == "object":
+    if kind == "object":  # an object's `anyOf` says which properties it needs besides `required`: the first's
+        required = [*schema.get("required", []), *(schema["anyOf"][0].get("required", []) if "anyOf" in schema else [])]
         return {name: overrides[name] if name in overrides else sample(schema["properties"][name], overrides)
-                for name in schema.get("required", [])}
+                for name in required}
     if kind == "array":
         return [sample(schema.get("items", {}), overrides)] if schema.get("minItems") else []
     if kind == "integer":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from envvars_server.errors import Envelope, owner
 from envvars_server.platforms import PLATFORMS
 from envvars_server.store import SqliteStore
 from tests.conftest import Api
+from tests.figures import scaled
 
 ENVELOPES: list[Envelope] = [platform.envelope for platform in PLATFORMS] + [workloads.ENVELOPE]
 NAMES: list[str] = [platform.name for platform in PLATFORMS]
@@ -50,11 +51,20 @@ def envelope_message(path: str, status: int, body: Any) -> str | None:
     found = envelope_of(path)
     if not isinstance(body, dict):
         return None
-    strings = [value for value in body.values() if isinstance(value, str)]
+    strings = list(_strings(body))  # codes and messages may sit in nested objects (Sevalla's `data`)
     for message in strings:
         if any(found.body(status, message, code) == body for code in [None, *strings]):
             return message
     return None
+
+
+def _strings(body: dict[str, Any]) -> Iterator[str]:
+    """Every string value of a JSON object, at any depth of nested objects."""
+    for value in body.values():
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            yield from _strings(value)
 
 
 def make_workload(api: Api, platform: str, name: str = "reliability") -> str:
@@ -74,6 +84,9 @@ class EnvSet:
     """One place that holds variables for one user (an account's set, a container's map), as its API shows it."""
 
     platform = ""  # the name of the platform (a class attribute of each subclass)
+    # Whether the API writes one variable per request (Sevalla): a merge of several keys is then several requests,
+    # never one atomic write, and the suites write one key at a time there.
+    per_variable = False
 
     api: Api
     targets: dict[str, str]  # path parameters naming it (and a key in it)
@@ -82,6 +95,7 @@ class EnvSet:
     key_url: Callable[[str], str]
     workload: str | None = None  # a workload booted with this set (made by `apply` where there is none)
     made: list[str] = field(default_factory=list)  # workloads to remove afterwards
+    races: list[str] = field(default_factory=list)  # keys whose write was retried after losing a race (per variable)
 
     def get(self) -> dict[str, str]:
         """The stored set."""
@@ -99,9 +113,14 @@ class EnvSet:
     def merge(self, variables: dict[str, str]) -> requests.Response:
         return self.api.request(**self.merge_request(variables))
 
+    def acknowledged(self, response: requests.Response) -> bool:
+        """Whether the platform acknowledged a write (a merge, a replace, one of `set_requests`)."""
+        return response.status_code == 200
+
     def merged(self, response: requests.Response) -> dict[str, str] | None:
-        """The set a write answered with, if acknowledged (None otherwise)."""
-        return self.decode(response) if response.status_code == 200 else None
+        """The set a write answered with, if acknowledged (None otherwise); where the API writes one variable per
+        request, just that variable."""
+        return self.decode(response) if self.acknowledged(response) else None
 
     def delete(self, key: str) -> requests.Response:
         return self.api.delete(self.key_url(key))
@@ -110,6 +129,10 @@ class EnvSet:
         """What a DELETE's answer says: "removed" (the key existed), "absent" (it did not: nothing written),
         "idempotent" (done, whether or not it existed), or "error"."""
         raise NotImplementedError
+
+    def key_params(self, key: str) -> dict[str, str]:
+        """The path parameters naming the variable `key` (the key itself, or the variable's id)."""
+        return {"key": key}
 
     def replace_request(self, variables: dict[str, str]) -> dict[str, Any] | None:
         """The request that replaces the whole set, where the platform has one."""
@@ -157,6 +180,12 @@ class Kit:
     fuzz_aims: dict[str, tuple[str, ...]] = {}
     fuzz_body_aims: dict[str, str] = {}
     workload_target: str = "workload"
+    # The share of the slow suites' trials (crash trials, concurrent writes, fuzz cases of its own routes) this
+    # platform runs in `make test` (the soak setting runs them all): `make test` must stay well under 20 minutes.
+    share = 1.0
+    # Whether a workload running when the server stopped boots again with the stored set (its set lived in memory
+    # only, gone with it) rather than with the set of its last boot (kept on its disk).
+    recovers_with_stored_set = False
 
     def fuzz_targets(self, api: Api) -> dict[str, str]:  # pragma: no cover
         """Live objects of the user for a fuzz run to aim at, by target name (`workload_target` among them)."""
@@ -165,6 +194,12 @@ class Kit:
     def new_workload(self, api: Api) -> str:
         """A new running workload of the user (after a case deleted the one aimed at)."""
         return make_workload(api, self.name)
+
+    def renew_fuzz_target(self, api: Api, target: str, live: dict[str, str]) -> str:
+        """A new live object for `target` after a fuzz case deleted the one aimed at (`live`: the run's objects of
+        this platform, by target name)."""
+        assert target == self.workload_target, f"{self.name} cannot make another {target}"
+        return self.new_workload(api)
 
     def env_set(self, api: Api) -> EnvSet:  # pragma: no cover
         """A new place holding variables for this user."""
@@ -340,11 +375,193 @@ class HoodyKit(Kit):
                       [*variables.values(), hidden], unchanged, lambda: None)
 
 
+# -- Sevalla: one set per application, one object per variable; a deploy boots the app with it -------------
+
+SEVALLA_PAGE = 100  # the most a list page holds: a set the suites read must fit in one page
+RACES = 20  # how often a per-variable write retries after losing a race (its key made or removed meanwhile)
+
+
+def sevalla_code(response: requests.Response) -> str | None:
+    """The `data.code` of a Sevalla error answer."""
+    try:
+        return str(response.json()["data"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass
+class SevallaSet(EnvSet):
+    """An application's variables. The API writes one variable per request and names it by its id, so a merge
+    looks up each key's id and then creates (POST) or updates (PUT) it, and a delete looks it up and deletes it
+    by id (a key with no variable: a DELETE of the nil id, which names none, so the answer says "absent").
+    A write that loses a race to another client (POST: the key was made meanwhile, 409; PUT or DELETE: the
+    variable was removed meanwhile, 404) looks up again and retries; `races` lists the keys it happened to."""
+
+    platform = "sevalla"
+    per_variable = True
+
+    def __post_init__(self) -> None:
+        self.key_url = self._key_url  # by the variable's id, looked up when asked
+
+    def decode(self, response: requests.Response) -> dict[str, str]:
+        """The set a list page shows (which must be all of it), or the one variable a write answered."""
+        body = response.json()
+        if "data" not in body:
+            return {body["key"]: body["value"]}
+        assert body["offset"] == 0 and body["total"] == len(body["data"]), (
+            f"a page of {len(body['data'])} of {body['total']} variables: the suites' sets must fit in one")
+        return {item["key"]: item["value"] for item in body["data"]}
+
+    def ids(self) -> dict[str, str]:
+        """The variables' ids, by key."""
+        response = self.api.get(self.read_url)
+        assert response.status_code == 200, response.text
+        self.decode(response)  # the whole set
+        return {item["key"]: item["id"] for item in response.json()["data"]}
+
+    def _var_url(self, var_id: str) -> str:
+        return f"{self.write_url}/{var_id}"
+
+    def _key_url(self, key: str) -> str:
+        return self._var_url(self.ids().get(key, NO_SUCH_ID))
+
+    def key_params(self, key: str) -> dict[str, str]:
+        return {"env_var_id": self.ids().get(key, NO_SUCH_ID)}
+
+    def acknowledged(self, response: requests.Response) -> bool:
+        return response.status_code == (201 if response.request.method == "POST" else 200)
+
+    def merge_request(self, variables: dict[str, str]) -> dict[str, Any]:
+        """The one request that sets one variable now: a POST if the key has no variable, else a PUT of its value."""
+        assert len(variables) == 1, "Sevalla writes one variable per request"
+        [(key, value)] = variables.items()
+        var_id = self.ids().get(key)
+        if var_id is None:
+            return {"method": "POST", "url": self.write_url, "json": {"key": key, "value": value}}
+        return {"method": "PUT", "url": self._var_url(var_id), "json": {"value": value}}
+
+    def merge(self, variables: dict[str, str]) -> requests.Response:
+        """Each variable in turn (stopping at the first not acknowledged); the last answer."""
+        assert variables, "an empty merge writes nothing"
+        for key, value in variables.items():
+            response = self._set_one(key, value)
+            if not self.acknowledged(response):
+                break
+        return response
+
+    def _set_one(self, key: str, value: str) -> requests.Response:
+        for _ in range(RACES):
+            request = self.merge_request({key: value})
+            response = self.api.request(**request)
+            race = (409, "env-var-key-exists") if request["method"] == "POST" else (404, "env-var-not-found")
+            if (response.status_code, sevalla_code(response)) != race:
+                return response
+            self.races.append(key)
+        return response
+
+    def delete(self, key: str) -> requests.Response:
+        for _ in range(RACES):
+            var_id = self.ids().get(key)
+            response = self.api.delete(self._var_url(var_id or NO_SUCH_ID))
+            if var_id is None or self.delete_answer(response) != "absent":
+                return response
+            self.races.append(key)  # removed meanwhile: look again
+        return response
+
+    def delete_answer(self, response: requests.Response) -> str:
+        if response.status_code == 204:
+            return "removed"
+        return "absent" if (response.status_code, sevalla_code(response)) == (404, "env-var-not-found") else "error"
+
+    def set_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        """Create the variable (POST), and update one to it (PUT): its own variable's value where the key has one,
+        else a rename of the set's first variable to the key, with the value."""
+        ids = self.ids()
+        made = {"method": "POST", "url": self.write_url, "json": {"key": key, "value": value}}
+        if key in ids:
+            return [made, {"method": "PUT", "url": self._var_url(ids[key]), "json": {"value": value}}]
+        first = next(iter(ids.values()), None)
+        if first is None:
+            return [made]
+        return [made, {"method": "PUT", "url": self._var_url(first), "json": {"key": key, "value": value}}]
+
+    def apply(self) -> str:
+        """Deploy the application: its build and then the app boot with the stored set."""
+        assert self.workload is not None
+        response = self.api.post(f"{WORKLOADS}/{self.workload}/restart")
+        assert response.status_code == 200 and response.json()["state"] == "running", response.text
+        return self.workload
+
+
+class SevallaKit(Kit):
+    name = "sevalla"
+    deletes_workloads = False  # neither Sevalla's env-var API nor the neutral surface deletes an application
+    recovers_with_stored_set = True  # the app's env lives in its memory only (README: "Memory only")
+    share = 0.25  # added last, within what is left of the 20 minutes; each recovery also deploys the app again
+    fuzz_aims = {"id": ("application",), "env_var_id": ("variable",)}
+    workload_target = "application"
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:
+        """A running application and a variable of it."""
+        application = self.new_workload(api)
+        return {"application": application, "variable": self._variable(api, application)}
+
+    def renew_fuzz_target(self, api: Api, target: str, live: dict[str, str]) -> str:
+        if target == "variable":
+            return self._variable(api, live["application"])
+        return super().renew_fuzz_target(api, target, live)
+
+    @staticmethod
+    def _variable(api: Api, application: str) -> str:
+        response = api.post(f"/v3/applications/{application}/env-vars",
+                            json={"key": f"FUZZ_{uuid.uuid4().hex}", "value": "v"})
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def env_set(self, api: Api) -> EnvSet:
+        application = make_workload(api, "sevalla")
+        base = f"/v3/applications/{application}/env-vars"
+        return SevallaSet(api, {"id": application, "env_var_id": NO_SUCH_ID}, f"{base}?limit={SEVALLA_PAGE}", base,
+                          lambda key: "", workload=application)  # `key_url`: by id, set in `__post_init__`
+
+    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+        """An application holding a secret (deployed with it), and a second one nobody else names."""
+        variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
+        app, hidden = make_workload(api, "sevalla", "victim"), make_workload(api, "sevalla", "hidden")
+        ids: dict[str, dict[str, str]] = {}
+        for item in (app, hidden):
+            for key, value in variables.items():
+                response = api.post(f"/v3/applications/{item}/env-vars", json={"key": key, "value": value})
+                assert response.status_code == 201, response.text
+                ids.setdefault(item, {})[key] = response.json()["id"]
+            assert api.post(f"{WORKLOADS}/{item}/restart").status_code == 200
+        user_id = SqliteStore(server_dir).user_for_token(str(api.headers["Authorization"]).split()[1])
+        assert user_id is not None
+
+        def unchanged() -> None:
+            for item in (app, hidden):
+                response = api.get(f"/v3/applications/{item}/env-vars")
+                assert response.status_code == 200, response.text
+                listed = {var["key"]: (var["value"], var["id"]) for var in response.json()["data"]}
+                assert listed == {key: (value, ids[item][key]) for key, value in variables.items()}
+            records = SqliteStore(server_dir).list_machines("sevalla", user_id)
+            assert {record["id"]: record["state"] for record in records} == {app: "running", hidden: "running"}
+
+        return Victim({"id": app, "env_var_id": ids[app]["VICTIM_SECRET"]}, {}, app,
+                      [*variables.values(), hidden, *ids[hidden].values()], unchanged, lambda: None)
+
+
 def quote(key: str) -> str:
     return requests.utils.quote(key, safe="")
 
 
-KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit())}
+KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit(), SevallaKit())}
+
+
+def trials(name: str, normal: int, soak: int) -> int:
+    """How many trials of a slow suite the platform `name` runs: its kit's share of `normal` in `make test`, `soak`
+    in `make soak`."""
+    return scaled(max(1, round(normal * kit(name).share)), soak)
 
 
 def kit(name: str) -> Kit:

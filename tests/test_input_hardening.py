@@ -125,7 +125,13 @@ def test_every_body_refuses_lone_surrogate(user: Api, method: str, path: str) ->
     ("GET", "/api/v1/containers/A%FFB/env", "path segment 'A%FFB' is not valid UTF-8 once percent-decoded"),
     ("GET", "/_envvars/v1/workloads/%ED%A0%80/environment",
      "path segment '%ED%A0%80' is not valid UTF-8 once percent-decoded"),
-], ids=["env var key", "vm id", "invalid byte", "query name", "container env key", "container id", "workload id"])
+    ("GET", "/v3/applications/A%FFB/env-vars", "path segment 'A%FFB' is not valid UTF-8 once percent-decoded"),
+    ("DELETE", f"/v3/applications/{NO_SUCH_ID}/env-vars/%ED%A0%80",
+     "path segment '%ED%A0%80' is not valid UTF-8 once percent-decoded"),
+    ("GET", f"/v3/applications/{NO_SUCH_ID}/env-vars?limit=1&%FF=1",
+     "query parameter '%FF': its name is not valid UTF-8"),
+], ids=["env var key", "vm id", "invalid byte", "query name", "container env key", "container id", "workload id",
+        "application id", "application env var id", "application query name"])
 def test_refuses_path_or_query_not_utf8(user: Api, method: str, path: str, expected: str) -> None:
     response = user.request(method, path)
     assert (response.status_code, response.json()) == (400, platforms.envelope_of(path).body(400, expected))
@@ -231,3 +237,28 @@ def test_serve_options_set_the_limits(tmp_path: Path) -> None:
         response = api.put("/api/v1/env_vars", json={"vars": {"A": "0123456789"}})
         assert (response.status_code, response.json()) == (400, too_large(11, limit=10))
         assert api.put("/api/v1/env_vars", json={"vars": {"A": "012345678"}}).status_code == 200
+
+
+def test_concurrent_creates_cannot_pass_the_limit_together(tmp_path: Path) -> None:
+    """Sevalla writes one variable per request: eight creates at once into an application that has room for three
+    leave exactly three, the others refused with the limit's 400 (`env-var-limit-exceeded`)."""
+    with ServerProcess(tmp_path, args=["--max-vars-per-set", "3"]) as server, \
+            Api(server.url, server.token("limited")) as api:
+        application = platforms.make_workload(api, "sevalla")
+        url = f"/v3/applications/{application}/env-vars"
+        results: dict[str, requests.Response] = {}
+
+        def create(key: str) -> None:
+            with Api(server.url, None) as session:
+                session.headers.update(api.headers)
+                results[key] = session.post(url, json={"key": key, "value": "v"})
+
+        threads = [threading.Thread(target=create, args=(f"K{n}",)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        made = sorted(key for key, response in results.items() if response.status_code == 201)
+        refused = [response.json()["data"]["code"] for response in results.values() if response.status_code != 201]
+        assert (len(made), refused) == (3, ["env-var-limit-exceeded"] * 5)
+        assert sorted(item["key"] for item in api.get(url).json()["data"]) == made

@@ -33,7 +33,7 @@ def test_a_login_in_the_workload_sees_each_value_as_the_platform_says(api: Api, 
     values = VALUES | {"LONG_LINE": "x" * min(LONG, longest)}
     try:
         response = env_set.merge(values)
-        assert response.status_code == 200, response.text
+        assert env_set.acknowledged(response), response.text
         workload = env_set.apply()
         response = api.get(f"{platforms.WORKLOADS}/{workload}/environment")
         assert response.status_code == 200, response.text

@@ -8,24 +8,16 @@ from urllib.parse import quote
 import requests
 
 from envvars.rules.hoody import RULES
-from envvars_provider.clients.http import ApiSession
+from envvars_provider.clients.http import ApiSession, json_object
 from envvars_provider.errors import PlatformError, ProviderError
 
 NOT_FOUND = "CONTAINER_NOT_FOUND"  # the container does not exist, or is another user's
 MAX_PER_REQUEST = (RULES.per_request or (1, 200))[1]  # "between 1 and 200 properties" per PATCH
 
 
-def _envelope(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _reason(response: requests.Response) -> str:
     """`code: message` of Hoody's envelope, or the body's start when it has none."""
-    body = _envelope(response)
+    body = json_object(response)
     message, code = body.get("message"), body.get("code")
     if not isinstance(message, str):
         return response.text[:200] or response.reason
@@ -58,9 +50,9 @@ class HoodyClient:
         """The `data` of a successful answer; `ContainerNotFound` for Hoody's 404 of a container."""
         response = self.api.call(method, path, expect=(200, 404), **kwargs)
         if response.status_code == 404:
-            error = ContainerNotFound if _envelope(response).get("code") == NOT_FOUND else PlatformError
+            error = ContainerNotFound if json_object(response).get("code") == NOT_FOUND else PlatformError
             raise error(method, path, 404, _reason(response))
-        return dict(_envelope(response).get("data") or {})
+        return dict(json_object(response).get("data") or {})
 
     def get_vars(self, container_id: str) -> dict[str, str] | None:
         """The container's whole map, or None when the container is gone."""

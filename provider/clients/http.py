@@ -13,6 +13,7 @@ from urllib3.util.retry import Retry
 from envvars_provider.errors import PlatformError, ProviderError, UnreachableError
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+GATEWAY_STATUSES = (502, 504)  # a proxy gave up on a request: the API behind it may still have applied it
 # connect, read (a VM boot is waited for); ENVVARS_HTTP_TIMEOUT overrides the read timeout, in seconds.
 TIMEOUT = (5.0, float(os.environ.get("ENVVARS_HTTP_TIMEOUT") or 120.0))
 
@@ -31,6 +32,21 @@ def retry_policy(total: int = 5, backoff: float = 0.25) -> Retry:
         respect_retry_after_header=True,
         raise_on_status=False,
     )
+
+
+def answer_lost(error: ProviderError) -> bool:
+    """Whether a failed POST may still have been applied: no answer came, or a gateway gave up waiting for one."""
+    return isinstance(error, UnreachableError) or (isinstance(error, PlatformError)
+                                                   and error.status in GATEWAY_STATUSES)
+
+
+def json_object(response: requests.Response) -> dict[str, Any]:
+    """The response's JSON body when it is an object, else an empty dict."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 class RedirectRefused(ProviderError):

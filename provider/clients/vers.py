@@ -9,13 +9,12 @@ from urllib.parse import quote
 
 import requests
 
-from envvars_provider.clients.http import TIMEOUT, ApiSession
+from envvars_provider.clients.http import TIMEOUT, ApiSession, answer_lost
 from envvars_provider.errors import PlatformError, ProviderError, UnreachableError
 
 CREATE_LABEL = "envvars-create-id"  # unique per create request: finds the VM of a request whose answer was lost
 ADOPT_WAIT_S = TIMEOUT[1] + 30.0  # how long a lost create may take to show its VM
 POLL_S = 0.5
-GATEWAY_STATUSES = (502, 504)  # a proxy gave up on the POST: the API behind it may still have made the VM
 
 
 def _reason(response: requests.Response) -> str:
@@ -61,7 +60,7 @@ class VersClient:
             response = self.api.call("POST", "/api/v1/vm/new_root", expect=(200, 201),
                                      params={"wait_boot": "true"}, json={"vm_config": {**vm_config, "labels": labels}})
         except (UnreachableError, PlatformError) as lost:
-            if isinstance(lost, PlatformError) and lost.status not in GATEWAY_STATUSES:
+            if not answer_lost(lost):
                 raise  # the API itself refused it: nothing was made
             vm_id = self._adopt(create_id)
             if vm_id is None:

@@ -1,12 +1,16 @@
-"""Check-time helpers for resources holding a map of variables: rule failures and login warnings."""
+"""Check- and import-time helpers for resources holding variables: rule failures, login warnings, import ids."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from envvars.envfile import login_alteration
-from envvars.rules import KeyRules, violations
+from envvars.rules import KeyRules, key_violation, violations
+from envvars_provider.errors import ProviderError
 from envvars_provider.values import UNKNOWN
+
+V = TypeVar("V")
 
 
 def rule_failures(rules: KeyRules, prop: str, variables: Any, one_request: bool = True) -> list[tuple[str, str]]:
@@ -18,6 +22,39 @@ def rule_failures(rules: KeyRules, prop: str, variables: Any, one_request: bool 
         return []
     return [(prop, violation.message)
             for violation in violations(rules, variables, unknown=UNKNOWN, one_request=one_request)]
+
+
+def variable_failures(rules: KeyRules, key: Any, value: Any) -> list[tuple[str, str]]:
+    """Check failures of a one-variable resource: its `key`, then its `value`; unknowns are checked once known."""
+    if not isinstance(key, str) or key == UNKNOWN:
+        return []
+    problem = key_violation(rules, key)
+    if problem is not None:
+        return [("key", problem.message)]
+    return rule_failures(rules, "value", {key: value})
+
+
+def imported(rules: KeyRules, resource_id: str, stored: Mapping[str, V], place: str, forms: str) -> dict[str, V]:
+    """The variables an import id `PLACE_ID` (every valid key) or `PLACE_ID/KEY1,KEY2` (just those) stands for.
+
+    Every listed key must be valid and exist; `place` names where they are looked up ("container 'cnt_1'"),
+    `forms` the accepted ids ("CONTAINER_ID or CONTAINER_ID/KEY1,KEY2").
+    """
+    _, slash, listed = resource_id.partition("/")
+    if not slash:
+        return {key: value for key, value in stored.items() if key_violation(rules, key) is None}
+    keys = [key.strip() for key in listed.split(",")]
+    if "" in keys:
+        raise ProviderError(f"import id {resource_id!r} has an empty key: give {forms}")
+    for key in keys:
+        problem = key_violation(rules, key)
+        if problem is not None:
+            raise ProviderError(f"cannot import {key!r}: {problem.message}")
+    missing = [key for key in keys if key not in stored]
+    if missing:
+        raise ProviderError(f"cannot import {', '.join(map(repr, missing))}: {place} has no such variable; import "
+                            "only keys that exist")
+    return {key: stored[key] for key in keys}
 
 
 def login_warnings(variables: Any) -> list[str]:

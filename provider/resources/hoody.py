@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
-from envvars.rules import describe, key_violation
+from envvars.rules import describe
 from envvars.rules.hoody import RULES
 from envvars_provider.claims import Claim, Others
 from envvars_provider.clients.hoody import MAX_PER_REQUEST, ContainerNotFound, HoodyClient, PartialWrite
@@ -15,7 +15,7 @@ from envvars_provider.config import Setting, auth_hint
 from envvars_provider.errors import ConfigError, PartialApply, ProviderError
 from envvars_provider.platform import Platform
 from envvars_provider.resources.base import BOOLEAN, STRING, STRING_MAP, Diff, Prop, Resource
-from envvars_provider.resources.checks import rule_failures
+from envvars_provider.resources.checks import imported, rule_failures
 from envvars_provider.values import UNKNOWN
 
 URL = Setting("hoody_url", "Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.", "HOODY_URL",
@@ -141,30 +141,11 @@ class ContainerEnv(Resource):
         if stored is None:
             return None  # the container is gone
         if not state:  # import: `CONTAINER_ID` adopts its variables, `CONTAINER_ID/KEY1,KEY2` just those
-            state = {"vars": self._imported(resource_id, container_id, stored)}
+            state = {"vars": imported(RULES, resource_id, stored, f"container {container_id!r}",
+                                      "CONTAINER_ID or CONTAINER_ID/KEY1,KEY2")}
         managed = state.get("vars") or {}
         return {"container_id": container_id, "vars": {key: stored[key] for key in managed if key in stored},
                 "restart_on_change": bool(state.get("restart_on_change")), "synced": state.get("synced") is not False}
-
-    @staticmethod
-    def _imported(resource_id: str, container_id: str, stored: dict[str, str]) -> dict[str, str]:
-        """The variables an import id stands for; every listed key must be valid and exist."""
-        _, slash, listed = resource_id.partition("/")
-        if not slash:
-            return {key: value for key, value in stored.items() if key_violation(RULES, key) is None}
-        keys = [key.strip() for key in listed.split(",")]
-        if "" in keys:
-            raise ProviderError(f"import id {resource_id!r} has an empty key: give CONTAINER_ID or "
-                                "CONTAINER_ID/KEY1,KEY2")
-        for key in keys:
-            problem = key_violation(RULES, key)
-            if problem is not None:
-                raise ProviderError(f"cannot import {key!r}: {problem.message}")
-        missing = [key for key in keys if key not in stored]
-        if missing:
-            raise ProviderError(f"cannot import {', '.join(map(repr, missing))}: container {container_id!r} has no "
-                                "such variable; import only keys that exist")
-        return {key: stored[key] for key in keys}
 
     def delete(self, resource_id: str, state: dict[str, Any], others: Others) -> None:
         container_id = state["container_id"]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from envvars.diff import diff_keys
-from envvars.rules import describe, key_violation
+from envvars.rules import describe
 from envvars.rules.vers import RULES
 from envvars_provider.claims import Claim, Others
 from envvars_provider.clients.vers import VersClient
@@ -14,7 +14,7 @@ from envvars_provider.config import Config, Setting, auth_hint
 from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.platform import Platform
 from envvars_provider.resources.base import BOOLEAN, INTEGER, STRING, STRING_MAP, Diff, Prop, Resource, map_path
-from envvars_provider.resources.checks import login_warnings, rule_failures
+from envvars_provider.resources.checks import login_warnings, rule_failures, variable_failures
 from envvars_provider.values import UNKNOWN
 
 ACCOUNT_ID = "account"  # an EnvVars set has no id of its own on Vers: it is the account's set
@@ -191,13 +191,7 @@ class EnvVar(VersResource):
     )
 
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
-        key, value = inputs.get("key"), inputs.get("value")
-        if not isinstance(key, str) or key == UNKNOWN:
-            return []
-        problem = key_violation(RULES, key)
-        if problem is not None:
-            return [("key", problem.message)]
-        return rule_failures(RULES, "value", {key: value})
+        return variable_failures(RULES, inputs.get("key"), inputs.get("value"))
 
     def warnings(self, inputs: dict[str, Any]) -> list[str]:
         key = inputs.get("key")

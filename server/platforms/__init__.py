@@ -1,10 +1,12 @@
 """Every platform the server serves: one module (or package) per platform, one line each below."""
 
 from envvars_server.platform import Platform
-from envvars_server.platforms import hoody, vers, vers_vm
+from envvars_server.platforms import hoody, sevalla, vers, vers_vm
 
 VERS = Platform("vers", "Vers", vers.ENVELOPE, (vers.router, vers_vm.router), run=vers_vm.run)
 
 HOODY = Platform("hoody", "Hoody", hoody.ENVELOPE, (hoody.router,), run=hoody.run)
 
-PLATFORMS: tuple[Platform, ...] = (VERS, HOODY)
+SEVALLA = Platform("sevalla", "Sevalla", sevalla.ENVELOPE, (sevalla.router,), run=sevalla.run)
+
+PLATFORMS: tuple[Platform, ...] = (VERS, HOODY, SEVALLA)

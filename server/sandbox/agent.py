@@ -7,8 +7,12 @@ or `--socket PATH` (it binds PATH itself).
 
 File operations are confined to the VM's own root filesystem: every mount point other than `/`
 (the read-only system directories, /proc, /dev) is outside it, and so is any path that resolves
-there through a symlink. Exec gets the login environment of the VM: defaults, then what the
-real pam_env module reads from `/etc/environment` (a value cut at `#`, an over-long line
+there through a symlink. The one exception is a memory-only directory the host gives the VM
+(`--own-mount DIR`, a tmpfs: where a workload's env file lives in memory only): it is part of the VM
+while it is that tmpfs alone, and a path in it is refused once the guest unmounted it (the path
+would then reach the VM's disk) or mounted anything over or under it. Exec gets the login
+environment of the VM: defaults, then what the real pam_env module reads from `/etc/environment`
+(a value cut at `#`, an over-long line
 skipped, as a login sees them), then the workload's process environment if it has one
 (`PROCESS_ENV_FILE`, `KEY=VALUE` entries each ended by NUL, as in `/proc/<pid>/environ`: what a
 container's processes inherit, every value intact), then the request's `env`; nothing of the
@@ -103,14 +107,34 @@ def process_env() -> dict[str, str]:
 # -- paths -----------------------------------------------------------------------------------------
 
 _MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")
+OWN_MOUNTS: set[str] = set()  # the VM's memory-only directories (`--own-mount`), set once at start
 
 
 def foreign_mounts() -> set[str]:
-    """Every mount point but `/`: what is not part of the VM's own root filesystem."""
+    """Every mount point but `/` and the VM's own memory-only directories: what is not part of the VM."""
+    points, own = _mounts()
+    return points - {"/"} - own
+
+
+def _mounts() -> tuple[set[str], set[str]]:
+    """Every mount point, and those of the VM's memory-only directories that are intact."""
     # Read per request: the guest's root may mount things in the namespace it shares with us.
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
-        points = {_MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m[1], 8)), line.split()[4]) for line in file}
-    return points - {"/"}
+        mounts = [_mount_of(line) for line in file]
+    points = [point for point, _ in mounts]
+    # An own directory counts as the VM's only while it is the one tmpfs the host mounted there: once the guest
+    # mounted anything over or under it, it is foreign; once it unmounted it, `resolve` refuses the path.
+    own = {point for point, kind in mounts if point in OWN_MOUNTS and kind == "tmpfs" and points.count(point) == 1
+           and not any(other != point and other.startswith(point.rstrip("/") + "/") for other in points)}
+    return set(points), own
+
+
+def _mount_of(line: str) -> tuple[str, str]:
+    """A mountinfo line's mount point and filesystem type."""
+    fields = line.split()
+    point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m[1], 8)), fields[4])
+    kind = fields[fields.index("-", 6) + 1] if "-" in fields[6:] else ""
+    return point, kind
 
 
 def resolve(path: Any) -> str:
@@ -122,7 +146,11 @@ def resolve(path: Any) -> str:
     if ".." in path.split("/"):
         raise GuestError("bad_path", f"path {path!r} has a '..' component")
     real = os.path.realpath(path)
-    for mount in foreign_mounts():
+    points, own = _mounts()
+    for mount in OWN_MOUNTS - own:  # unmounted (or covered) by the guest: the path could reach the VM's disk
+        if any(where == mount or where.startswith(mount.rstrip("/") + "/") for where in (real, os.path.normpath(path))):
+            raise GuestError("bad_path", f"path {path!r} is in the VM's memory-only {mount}, which is not intact")
+    for mount in points - {"/"} - own:
         if real == mount or real.startswith(mount.rstrip("/") + "/"):
             via = "" if real == os.path.normpath(path) else f" (it resolves to {real!r})"
             raise GuestError("bad_path", f"path {path!r} is outside the VM's root filesystem{via}")
@@ -356,11 +384,16 @@ def serve(listener: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: `--listen-fd N` (an inherited listening socket) or `--socket PATH`."""
+    """Command line: `--listen-fd N` (an inherited listening socket) or `--socket PATH`, then `--own-mount DIR`
+    for each memory-only directory of the VM."""
     args = sys.argv[1:] if argv is None else argv  # no argparse: it would slow every VM boot
-    if len(args) != 2 or args[0] not in ("--listen-fd", "--socket"):
-        print("usage: envvars-agent (--listen-fd N | --socket PATH)", file=sys.stderr)
+    own = args[2:]
+    if (len(args) < 2 or args[0] not in ("--listen-fd", "--socket") or len(own) % 2
+            or any(flag != "--own-mount" or not path.startswith("/") or path == "/"
+                   for flag, path in zip(own[::2], own[1::2], strict=True))):
+        print("usage: envvars-agent (--listen-fd N | --socket PATH) [--own-mount DIR]...", file=sys.stderr)
         return 2
+    OWN_MOUNTS.update(own[1::2])
     if args[0] == "--listen-fd":
         listener = socket.socket(fileno=int(args[1]))
     else:

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,9 +119,12 @@ def agent_zip() -> bytes:
 class Sandbox:
     """One VM: its disk under `vm_dir` and, while booted, its confined guest agent."""
 
-    def __init__(self, vm_dir: Path, limits: Limits | None = None):
+    def __init__(self, vm_dir: Path, limits: Limits | None = None, memory_dirs: Mapping[str, int] | None = None):
         self.vm_dir = Path(vm_dir)
         self.limits = limits or Limits()
+        # Guest directories that live in memory only: a tmpfs of at most this many bytes each, part of the
+        # VM (the agent writes there), never on its disk under the data dir; emptied when the sandbox stops.
+        self.memory_dirs = dict(memory_dirs or {})
         # Named by the VM dir's full path: unique across VMs and across servers sharing a host.
         name = hashlib.sha256(os.fsencode(self.vm_dir.absolute())).hexdigest()[:24]
         self.disk = Disk(self.vm_dir, name)
@@ -208,12 +212,13 @@ class Sandbox:
                 "--bind", str(self.root), "/", "--ro-bind", "/usr", "/usr", *system_binds, *python_binds,
                 "--ro-bind-data", str(agent_fd), GUEST_AGENT,
                 "--ro-bind-data", str(pam_fd), GUEST_PAM_SERVICE,
-                "--proc", "/proc", "--dev", "/dev",
+                "--proc", "/proc", "--dev", "/dev", *memory_binds(self.memory_dirs),
                 *NAMESPACE_FLAGS, "--hostname", self.vm_dir.name[:63] or "vm", "--die-with-parent",
                 "--new-session", "--clearenv", "--setenv", "LD_LIBRARY_PATH", python_lib, "--chdir", "/",
                 "--info-fd", str(info_write),
             ]
-            command = [python, "-I", "-S", "-c", AGENT_BOOTSTRAP, "--listen-fd", str(listener.fileno())]
+            command = [python, "-I", "-S", "-c", AGENT_BOOTSTRAP, "--listen-fd", str(listener.fileno()),
+                       *(arg for path in sorted(self.memory_dirs) for arg in ("--own-mount", path))]
             # Arguments go through --args and the environment is empty: bwrap stays the VM's pid 1,
             # and the guest could otherwise read host paths and the server's environment in /proc/1.
             os.write(args_write, b"".join(os.fsencode(arg) + b"\0" for arg in args))
@@ -331,6 +336,16 @@ class Sandbox:
         except OSError:
             tail = ""
         return RuntimeError(f"VM {self.vm_dir.name}: {what}: {exc}" + (f"\n{tail}" if tail else ""))
+
+
+def memory_binds(memory_dirs: Mapping[str, int]) -> list[str]:
+    """bwrap's arguments for each memory-only directory: a private tmpfs (0700) of a bounded size."""
+    binds: list[str] = []
+    for path, size in sorted(memory_dirs.items()):
+        if not path.startswith("/") or path == "/" or ".." in path.split("/") or size <= 0:
+            raise ValueError(f"memory-only directory {path!r} of {size} bytes: an absolute path below / and a size")
+        binds += ["--perms", "0700", "--size", str(size), "--tmpfs", path]
+    return binds
 
 
 def _own(path: Path) -> None:

@@ -62,7 +62,7 @@ class SetEdit(Protocol):
     """A read-modify-write of one set, under that set's lock; applied all at once when the block ends."""
 
     def variables(self) -> dict[str, Variable]:
-        """The set as it is now (with this edit's changes so far), by key."""
+        """The set as it is now (with this edit's changes so far), by key in creation order."""
         ...
 
     def upsert(self, key: str, value: str, attributes: Mapping[str, Any] | None = None) -> Variable:
@@ -71,6 +71,11 @@ class SetEdit(Protocol):
 
     def delete(self, key: str) -> bool:
         """Remove a variable; False when there was none."""
+        ...
+
+    def rename(self, key: str, new_key: str) -> Variable:
+        """Give the variable `key` the name `new_key` (which must be free): its id, value, attributes and
+        creation time (and its place in creation order) stay; its update time moves."""
         ...
 
 
@@ -94,7 +99,7 @@ class Store(Protocol):
         ...
 
     def variables(self, platform: str, owner: str, scope: str = "") -> dict[str, Variable]:
-        """The whole set, by key, with ids, attributes and times."""
+        """The whole set, by key in creation order, with ids, attributes and times."""
         ...
 
     def put_vars(self, platform: str, owner: str, variables: Mapping[str, str], replace: bool,

@@ -214,7 +214,7 @@ class SqliteStore:
         return dict(rows.fetchall())
 
     def variables(self, platform: str, owner: str, scope: str = "") -> dict[str, Variable]:
-        """The whole set, by key, with ids, attributes and times."""
+        """The whole set, by key in creation order, with ids, attributes and times."""
         return _read_set(self._db(), (platform, owner, scope), self._ciphers.get(platform))
 
     @contextmanager
@@ -311,7 +311,7 @@ Where = tuple[str, str, str]  # (platform, owner, scope)
 def _read_set(db: sqlite3.Connection, where: Where, cipher: Cipher | None) -> dict[str, Variable]:
     rows = db.execute(
         "SELECT key, value, id, attributes, created_at, updated_at FROM env_vars "
-        "WHERE platform = ? AND owner = ? AND scope = ? ORDER BY key", where,
+        "WHERE platform = ? AND owner = ? AND scope = ? ORDER BY rowid", where,  # an upsert or rename keeps the row
     ).fetchall()
     return {key: Variable(id=var_id, key=key, value=cipher.open(value, var_id) if cipher else value,
                           attributes=json.loads(attributes), created_at=created, updated_at=updated)
@@ -359,3 +359,17 @@ class _Edit:
         self.db.execute("DELETE FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? AND key = ?",
                         (*self.where, key))
         return True
+
+    def rename(self, key: str, new_key: str) -> Variable:
+        current = self._set()
+        if new_key in current:
+            raise KeyError(new_key)
+        old = current[key]
+        variable = Variable(id=old.id, key=new_key, value=old.value, attributes=old.attributes,
+                            created_at=old.created_at, updated_at=now_iso_ms())
+        self.db.execute("UPDATE env_vars SET key = ?, updated_at = ? WHERE platform = ? AND owner = ? AND scope = ? "
+                        "AND key = ?", (new_key, variable.updated_at, *self.where, key))
+        # Keep the edit's view in creation order: the renamed variable stays where it was.
+        self._current = {new_key if name == key else name: variable if name == key else kept
+                         for name, kept in current.items()}
+        return variable

@@ -14,11 +14,14 @@ if typing.TYPE_CHECKING:
     config = __config
     import pulumi_envvars.hoody as __hoody
     hoody = __hoody
+    import pulumi_envvars.sevalla as __sevalla
+    sevalla = __sevalla
     import pulumi_envvars.vers as __vers
     vers = __vers
 else:
     config = _utilities.lazy_import('pulumi_envvars.config')
     hoody = _utilities.lazy_import('pulumi_envvars.hoody')
+    sevalla = _utilities.lazy_import('pulumi_envvars.sevalla')
     vers = _utilities.lazy_import('pulumi_envvars.vers')
 
 _utilities.register(
@@ -30,6 +33,15 @@ _utilities.register(
   "fqn": "pulumi_envvars.hoody",
   "classes": {
    "envvars:hoody:ContainerEnv": "ContainerEnv"
+  }
+ },
+ {
+  "pkg": "envvars",
+  "mod": "sevalla",
+  "fqn": "pulumi_envvars.sevalla",
+  "classes": {
+   "envvars:sevalla:EnvVar": "EnvVar",
+   "envvars:sevalla:EnvVars": "EnvVars"
   }
  },
  {

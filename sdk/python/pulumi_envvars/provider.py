@@ -21,6 +21,8 @@ class ProviderArgs:
     def __init__(__self__, *,
                  hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
                  hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 sevalla_api_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_url: pulumi.Input[Optional[_builtins.str]] = None):
         """
@@ -28,6 +30,8 @@ class ProviderArgs:
 
         :param pulumi.Input[_builtins.str] hoody_token: Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
         :param pulumi.Input[_builtins.str] hoody_url: Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
+        :param pulumi.Input[_builtins.str] sevalla_api_key: API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
+        :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
         :param pulumi.Input[_builtins.str] vers_url: Base URL of the Vers orchestrator API. Falls back to VERS_URL.
         """
@@ -39,6 +43,14 @@ class ProviderArgs:
             hoody_url = _utilities.get_env('HOODY_URL')
         if hoody_url is not None:
             pulumi.set(__self__, "hoody_url", hoody_url)
+        if sevalla_api_key is None:
+            sevalla_api_key = _utilities.get_env('SEVALLA_API_KEY')
+        if sevalla_api_key is not None:
+            pulumi.set(__self__, "sevalla_api_key", sevalla_api_key)
+        if sevalla_url is None:
+            sevalla_url = (_utilities.get_env('SEVALLA_URL') or 'https://api.sevalla.com')
+        if sevalla_url is not None:
+            pulumi.set(__self__, "sevalla_url", sevalla_url)
         if vers_api_key is None:
             vers_api_key = _utilities.get_env('VERS_API_KEY')
         if vers_api_key is not None:
@@ -73,6 +85,30 @@ class ProviderArgs:
         pulumi.set(self, "hoody_url", value)
 
     @_builtins.property
+    @pulumi.getter(name="sevallaApiKey")
+    def sevalla_api_key(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
+        """
+        return pulumi.get(self, "sevalla_api_key")
+
+    @sevalla_api_key.setter
+    def sevalla_api_key(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "sevalla_api_key", value)
+
+    @_builtins.property
+    @pulumi.getter(name="sevallaUrl")
+    def sevalla_url(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
+        """
+        return pulumi.get(self, "sevalla_url")
+
+    @sevalla_url.setter
+    def sevalla_url(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "sevalla_url", value)
+
+    @_builtins.property
     @pulumi.getter(name="versApiKey")
     def vers_api_key(self) -> pulumi.Input[Optional[_builtins.str]]:
         """
@@ -105,6 +141,8 @@ class Provider(pulumi.ProviderResource):
                  opts: Optional[pulumi.ResourceOptions] = None,
                  hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
                  hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 sevalla_api_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_url: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
@@ -115,6 +153,8 @@ class Provider(pulumi.ProviderResource):
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.str] hoody_token: Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
         :param pulumi.Input[_builtins.str] hoody_url: Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
+        :param pulumi.Input[_builtins.str] sevalla_api_key: API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
+        :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
         :param pulumi.Input[_builtins.str] vers_url: Base URL of the Vers orchestrator API. Falls back to VERS_URL.
         """
@@ -144,6 +184,8 @@ class Provider(pulumi.ProviderResource):
                  opts: Optional[pulumi.ResourceOptions] = None,
                  hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
                  hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 sevalla_api_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_url: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
@@ -161,6 +203,12 @@ class Provider(pulumi.ProviderResource):
             if hoody_url is None:
                 hoody_url = _utilities.get_env('HOODY_URL')
             __props__.__dict__["hoody_url"] = hoody_url
+            if sevalla_api_key is None:
+                sevalla_api_key = _utilities.get_env('SEVALLA_API_KEY')
+            __props__.__dict__["sevalla_api_key"] = None if sevalla_api_key is None else pulumi.Output.secret(sevalla_api_key)
+            if sevalla_url is None:
+                sevalla_url = (_utilities.get_env('SEVALLA_URL') or 'https://api.sevalla.com')
+            __props__.__dict__["sevalla_url"] = sevalla_url
             if vers_api_key is None:
                 vers_api_key = _utilities.get_env('VERS_API_KEY')
             __props__.__dict__["vers_api_key"] = None if vers_api_key is None else pulumi.Output.secret(vers_api_key)
@@ -180,6 +228,14 @@ class Provider(pulumi.ProviderResource):
         Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
         """
         return pulumi.get(self, "hoody_url")
+
+    @_builtins.property
+    @pulumi.getter(name="sevallaUrl")
+    def sevalla_url(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
+        """
+        return pulumi.get(self, "sevalla_url")
 
     @_builtins.property
     @pulumi.getter(name="versUrl")

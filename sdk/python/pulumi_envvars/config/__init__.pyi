@@ -24,6 +24,16 @@ hoodyUrl: Optional[str]
 Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
 """
 
+sevallaApiKey: Optional[str]
+"""
+API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
+"""
+
+sevallaUrl: str
+"""
+Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
+"""
+
 versApiKey: Optional[str]
 """
 API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.

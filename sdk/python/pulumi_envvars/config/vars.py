@@ -35,6 +35,20 @@ class _ExportableConfig(types.ModuleType):
         return __config__.get('hoodyUrl') or _utilities.get_env('HOODY_URL')
 
     @_builtins.property
+    def sevalla_api_key(self) -> Optional[str]:
+        """
+        API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
+        """
+        return __config__.get('sevallaApiKey') or _utilities.get_env('SEVALLA_API_KEY')
+
+    @_builtins.property
+    def sevalla_url(self) -> str:
+        """
+        Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
+        """
+        return __config__.get('sevallaUrl') or (_utilities.get_env('SEVALLA_URL') or 'https://api.sevalla.com')
+
+    @_builtins.property
     def vers_api_key(self) -> Optional[str]:
         """
         API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.

@@ -1,0 +1,82 @@
+"""Values encrypted at rest, for any platform that promises it: AES-256-GCM under a key in the data dir.
+
+The key is 32 random bytes in `KEY_FILE` (mode 0600), made on the server's first start and read at
+every later one; it is never logged. Each value is sealed with a fresh 96-bit nonce and the
+variable's id as associated data, so a sealed value copied into another variable's row (or altered)
+fails to open instead of answering another variable's value. The stored form is `v1:` and the
+base64 of nonce and ciphertext with its tag.
+
+What this protects: a copy of the SQLite file (and its -wal/-shm), a backup of it, or a disk that
+holds it, taken without the key file, reveals no value. What it does not: anyone who can read the
+whole data dir (the key sits next to the database) or the server's memory, and a variable's key,
+flags and times, which are stored in the clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from envvars_server.datadir import FILE_MODE
+from envvars_server.errors import DomainError
+
+KEY_FILE = "at-rest.key"
+KEY_BYTES = 32
+NONCE_BYTES = 12
+VERSION = "v1:"
+
+
+class SealedValueInvalid(DomainError):
+    """A stored value that does not open under this key for this variable (moved, altered, or another key's);
+    each platform answers it as its internal error, naming the variable's id, never a value."""
+
+
+def load_key(data_dir: Path) -> bytes:
+    """The data dir's key, made (0600, exclusively) on first use."""
+    path = data_dir / KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) != KEY_BYTES:
+            raise RuntimeError(f"{path} is not a {KEY_BYTES}-byte key: restore it from a backup") from None
+        return key
+    key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+    with os.fdopen(fd, "wb") as file:
+        file.write(key)
+        file.flush()
+        os.fsync(file.fileno())
+    return key
+
+
+class AesGcmCipher:
+    """A `store.Cipher`: AES-256-GCM, the variable's id as associated data."""
+
+    def __init__(self, key: bytes):
+        self._aead = AESGCM(key)
+
+    def seal(self, value: str, bound: str) -> str:
+        """The stored form of `value` for the variable `bound`."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, value.encode(), bound.encode())
+        return VERSION + base64.b64encode(nonce + sealed).decode()
+
+    def open(self, sealed: str, bound: str) -> str:
+        """The value of the variable `bound`; SealedValueInvalid when `sealed` was not made for it."""
+        if not sealed.startswith(VERSION):
+            raise SealedValueInvalid(f"the stored value of variable {bound} is not sealed")
+        try:
+            raw = base64.b64decode(sealed[len(VERSION):], validate=True)
+            return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], bound.encode()).decode()
+        except (ValueError, InvalidTag):
+            raise SealedValueInvalid(f"the stored value of variable {bound} does not open: it was altered or "
+                                     "moved from another variable") from None
+
+
+def cipher_for(data_dir: Path) -> AesGcmCipher:
+    """The cipher of a data dir (its key made on first use)."""
+    return AesGcmCipher(load_key(data_dir))
