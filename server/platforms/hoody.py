@@ -232,13 +232,14 @@ def delete_one(id: str, key: AnyKey, containers: Containers = Caller) -> EnvResp
         _refuse([problem])
     if problem is None:
         containers.store.delete_var(PLATFORM, containers.user, key, scope=id)
-    return containers.answer(id, "Environment variable deleted", containers.env(id))
+    stored = containers.store.get_vars(PLATFORM, containers.user, id)
+    return containers.answer(id, "Environment variable deleted", stored)
 
 
 @router.post("/{id}/restart", operation_id="restart_container", response_model=EnvResponse,
              responses={409: {"model": ErrorResponse, "description": "CONTAINER_NOT_RUNNING"}})
 def restart(id: str, containers: Containers = Caller) -> EnvResponse:  # noqa: A002
     """Restart the container: it boots again with the stored map, which is then in sync."""
-    containers.machines.restart(containers.user, id)
-    return containers.answer(id, "Container restarted", containers.env(id))
+    containers.machines.restart(containers.user, id)  # 404 for another user's container
+    return containers.answer(id, "Container restarted", containers.store.get_vars(PLATFORM, containers.user, id))
 
