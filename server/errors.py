@@ -71,8 +71,8 @@ def default_render(status: int, code: str | None, message: str) -> dict[str, Any
 
 
 def owner(envelopes: Sequence[Envelope], path: str) -> Envelope | None:
-    """The platform whose prefix `path` falls under; the longest prefix wins (`/api/v1/containers`
-    is Hoody's even though `/api/v1` is Vers')."""
+    """The platform whose prefix `path` falls under; the longest prefix wins (a platform owning
+    `/api/v1/containers` keeps it from another owning `/api/v1`)."""
     owners = [envelope for envelope in envelopes if envelope.owns(path)]
     return max(owners, key=lambda envelope: len(envelope.prefix), default=None)
 

@@ -134,8 +134,8 @@ def make(body: NewWorkload, user: str = Depends(current_user), hosts: dict[str, 
             responses={409: {"model": ErrorResponse, "description": "The workload (or that phase) is not running"}})
 def environment(workload_id: str, phase: str | None = Query(
                     None, description="Which step of the workload's deploy to look into, where its platform has "
-                    "phases (Sevalla: `build` or `runtime`; default: the workload itself, its last phase); a platform "
-                    "without phases refuses any phase with 400."),
+                    "phases (a phase name such as `build`; default: the workload itself, its last phase); an unknown "
+                    "phase, or any phase on a platform without phases, is refused with 400."),
                 user: str = Depends(current_user), hosts: dict[str, Workloads] = Hosts) -> Environment:
     """The environment a login shell started in the workload (or in its deploy's `phase`) sees right now, read from
     inside it."""
