@@ -58,6 +58,8 @@ class KeyRules:
     """Characters a value may not hold, each with the reason shown to the user."""
     reserved_prefixes: tuple[str, ...] = ()
     forbidden_keys: frozenset[str] = frozenset()
+    reserved_any_case: bool = False
+    """Whether `forbidden_keys` and `reserved_prefixes` are reserved in any case (`port` as `PORT`)."""
     per_request: tuple[int, int] | None = None
     """How many variables one write request may hold (at least, at most), where the platform says."""
     max_resulting: int | None = None
@@ -117,11 +119,13 @@ def key_violation(rules: KeyRules, key: object) -> Violation | None:
                          f"env var key {shown} is too long: {len(key)} chars, the limit is {rules.max_key_len}", key)
     if not rules.compiled.fullmatch(key):
         return Violation(Kind.KEY_INVALID, f"env var key {shown} is invalid: keys must match {rules.key_pattern}", key)
-    if key in rules.forbidden_keys:
-        return Violation(Kind.KEY_FORBIDDEN, f"env var key {shown} is reserved by {rules.platform} and cannot be set",
-                         key)
+    folded = key.upper() if rules.reserved_any_case else key
+    if folded in rules.forbidden_keys:
+        how = " (in any case)" if rules.reserved_any_case else ""
+        return Violation(Kind.KEY_FORBIDDEN,
+                         f"env var key {shown} is reserved by {rules.platform}{how} and cannot be set", key)
     for prefix in rules.reserved_prefixes:
-        if key.startswith(prefix):
+        if folded.startswith(prefix):
             return Violation(Kind.KEY_RESERVED_PREFIX,
                              f"env var key {shown} uses the prefix {prefix!r}, which {rules.platform} reserves", key)
     return None
@@ -188,7 +192,8 @@ def describe(rules: KeyRules) -> str:
     if rules.reserved_prefixes:
         keys += " and do not start with " + " or ".join(f"`{prefix}`" for prefix in rules.reserved_prefixes)
     if rules.forbidden_keys:
-        keys += "; these keys are reserved: " + ", ".join(f"`{key}`" for key in sorted(rules.forbidden_keys))
+        keys += "; these keys are reserved" + (" in any case" if rules.reserved_any_case else "") + ": " + ", ".join(
+            f"`{key}`" for key in sorted(rules.forbidden_keys))
     values = f"values are at most {rules.max_value_len} chars"
     if rules.forbidden_value_chars:
         names = [reason.split(",")[0].removeprefix("a ").removeprefix("an ")
@@ -233,12 +238,21 @@ def reserved_json_schema(rules: KeyRules) -> dict[str, Any]:
     """The keys the platform reserves (whole keys, prefixes) as a JSON Schema `not`, or nothing."""
     excluded: list[dict[str, Any]] = []
     if rules.forbidden_keys:
-        excluded.append({"enum": sorted(rules.forbidden_keys)})
+        keys = sorted(rules.forbidden_keys)
+        excluded.append({"pattern": "^(?:" + "|".join(map(_any_case, keys)) + ")$"} if rules.reserved_any_case
+                        else {"enum": keys})
     if rules.reserved_prefixes:
-        excluded.append({"pattern": "^(?:" + "|".join(re.escape(prefix) for prefix in rules.reserved_prefixes) + ")"})
+        spell = _any_case if rules.reserved_any_case else re.escape
+        excluded.append({"pattern": "^(?:" + "|".join(spell(prefix) for prefix in rules.reserved_prefixes) + ")"})
     if not excluded:
         return {}
     return {"not": excluded[0] if len(excluded) == 1 else {"anyOf": excluded}}
+
+
+def _any_case(text: str) -> str:
+    """A regular expression matching `text` in any case, with no inline flag (JSON Schema's ECMA-262 has none)."""
+    return "".join(f"[{char.upper()}{char.lower()}]" if char.upper() != char.lower() else re.escape(char)
+                   for char in text)
 
 
 def value_json_schema(rules: KeyRules) -> dict[str, Any]:

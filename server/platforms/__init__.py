@@ -1,7 +1,7 @@
 """Every platform the server serves: one module (or package) per platform, one line each below."""
 
 from envvars_server.platform import Platform
-from envvars_server.platforms import hoody, sevalla, vers, vers_vm
+from envvars_server.platforms import hoody, sevalla, vers, vers_vm, vertra
 
 VERS = Platform("vers", "Vers", vers.ENVELOPE, (vers.router, vers_vm.router), run=vers_vm.run)
 
@@ -9,4 +9,6 @@ HOODY = Platform("hoody", "Hoody", hoody.ENVELOPE, (hoody.router,), run=hoody.ru
 
 SEVALLA = Platform("sevalla", "Sevalla", sevalla.ENVELOPE, (sevalla.router,), run=sevalla.run)
 
-PLATFORMS: tuple[Platform, ...] = (VERS, HOODY, SEVALLA)
+VERTRA = Platform("vertra", "Vertra", vertra.ENVELOPE, (vertra.router,), run=vertra.run)
+
+PLATFORMS: tuple[Platform, ...] = (VERS, HOODY, SEVALLA, VERTRA)
