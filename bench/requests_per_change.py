@@ -1,11 +1,12 @@
 """requests_per_change: HTTP requests the provider sends for each step of a set's life, counted at the
 server (one access-log line per request), through the real engine, for each platform's set resource.
 
-Steps, on a fresh stack: `pulumi up` creating a 200-key set; `pulumi up` after one value changed;
-(Hoody, Sevalla) `pulumi up` after one key removed; `pulumi refresh`. The baseline is the physical
-limit: one round trip per step where the API takes a whole set (Vers writes a set in one PUT, Hoody
-merges up to 200 keys in one PATCH and removes a key with one DELETE), one per variable where it takes
-one variable a request (Sevalla: 200 POSTs, N PUTs for N changed values, a list page per 100 variables).
+Steps, on a fresh stack: `pulumi up` creating a 200-key set (Vertra: 25, an app's limit); `pulumi up` after
+one value changed; (Hoody, Sevalla, Vertra) `pulumi up` after one key removed; `pulumi refresh`. The baseline
+is the physical limit: one round trip per step where the API takes a whole set (Vers writes a set in one PUT,
+Hoody merges up to 200 keys in one PATCH and removes a key with one DELETE, Vertra upserts any keys in one PUT
+and removes any in one DELETE), one per variable where it takes one variable a request (Sevalla: 200 POSTs,
+N PUTs for N changed values, a list page per 100 variables).
 
 Sevalla's requests are independent, so the provider sends them 8 at a time: `sevalla.wall_N` times the
 provider's update of N changed variables (its gRPC Update, the server's access log showing N requests)
@@ -31,8 +32,10 @@ from examples.workspace import Workspace
 from tests.plugin import Plugin, secret, urn
 
 KEYS = 200
-ACCESS_LINE = re.compile(r'"(GET|PUT|POST|PATCH|DELETE) /(api/v1|v3)/')  # the platforms' routes, not /_envvars
+VERTRA_KEYS = 25  # the most a Vertra app holds
+ACCESS_LINE = re.compile(r'"(GET|PUT|POST|PATCH|DELETE) /(api/v1|v3|v1)/')  # the platforms' routes, not /_envvars
 Steps = dict[str, tuple[int, int]]  # step → (requests counted, the baseline's round trips)
+Life = Callable[[Workspace, str, str, Path], Steps]
 
 
 def requests_during(log: Path, step: Callable[[], Any]) -> int:
@@ -51,12 +54,12 @@ def run(settings: Settings) -> list[Figure]:
     with log_path.open("w") as log, ServerProcess(settings.tmp / "data", log=log, access_log=True,
                                                   args=["--faults"]) as server:
         for rep in range(settings.pick(3, 1)):
-            for name, (program, life) in PLATFORMS.items():
+            for name, (program, keys, life) in PLATFORMS.items():
                 token = server.token(f"bench-{name}-{rep}")
                 home = settings.tmp / f"{name}-{rep}"
                 home.mkdir()
                 stack = Workspace(home, PROGRAMS / program, server.url, token)
-                stack.run("config", "set", "count", str(KEYS))
+                stack.run("config", "set", "count", str(keys))
                 for step, counted in life(stack, server.url, token, log_path).items():
                     steps.setdefault(f"{name}.{step}", []).append(counted)
         figures = [_count_figure(step, counted) for step, counted in steps.items()]
@@ -89,20 +92,33 @@ def vers_life(stack: Workspace, url: str, token: str, log: Path) -> Steps:
     return {step: (count, 1) for step, count in counts.items()}
 
 
-def hoody_life(stack: Workspace, url: str, token: str, log: Path) -> Steps:
-    """A container's map: created, one value changed, one key removed, refreshed."""
-    container = _workload(url, token, "hoody")
-    stack.run("config", "set", "containerId", container)
-    counts = {"create_200": requests_during(log, stack.up)}
-    stack.run("config", "set", "changed", "true")
-    counts["change_1"] = requests_during(log, stack.up)
-    stack.run("config", "set", "removed", "true")
-    counts["remove_1"] = requests_during(log, stack.up)
-    counts["refresh"] = requests_during(log, partial(stack.run, "refresh", "--yes", "--skip-preview"))
-    stored = _get(f"{url}/api/v1/containers/{container}/env", token)["data"]["environment_vars"]
-    if len(stored) != KEYS - 1 or stored["BENCH_KEY_000"] != "changed":
-        raise AssertionError(f"the container holds {len(stored)} keys, not the {KEYS - 1} of the program")
-    return {step: (count, 1) for step, count in counts.items()}
+def map_life(platform: str, place: str, keys: int, read: Callable[[str, str, str], dict[str, str]]) -> Life:
+    """The life of a resource managing keys of one workload's set (`place`: its config key), written in bulk:
+    created, one value changed, one key removed, refreshed; `read(url, token, workload)` gives the stored set."""
+
+    def life(stack: Workspace, url: str, token: str, log: Path) -> Steps:
+        workload = _workload(url, token, platform)
+        stack.run("config", "set", place, workload)
+        counts = {f"create_{keys}": requests_during(log, stack.up)}
+        stack.run("config", "set", "changed", "true")
+        counts["change_1"] = requests_during(log, stack.up)
+        stack.run("config", "set", "removed", "true")
+        counts["remove_1"] = requests_during(log, stack.up)
+        counts["refresh"] = requests_during(log, partial(stack.run, "refresh", "--yes", "--skip-preview"))
+        stored = read(url, token, workload)
+        if len(stored) != keys - 1 or stored["BENCH_KEY_000"] != "changed":
+            raise AssertionError(f"the {platform} workload holds {len(stored)} keys, not the {keys - 1} of the program")
+        return {step: (count, 1) for step, count in counts.items()}
+
+    return life
+
+
+def _hoody_vars(url: str, token: str, container: str) -> dict[str, str]:
+    return dict(_get(f"{url}/api/v1/containers/{container}/env", token)["data"]["environment_vars"])
+
+
+def _vertra_vars(url: str, token: str, app: str) -> dict[str, str]:
+    return {item["key"]: item["value"] for item in _get(f"{url}/v1/apps/{app}/envs", token)["response"]}
 
 
 def _workload(url: str, token: str, platform: str) -> str:
@@ -196,8 +212,9 @@ def sevalla_wall(settings: Settings, server: ServerProcess, log: Path) -> Figure
                         f"{count} sequential PUTs; {rtt * 1000:.0f} ms round trip simulated at the server")
 
 
-PLATFORMS: dict[str, tuple[str, Callable[[Workspace, str, str, Path], Steps]]] = {
-    "vers": ("envvars-200", vers_life),
-    "hoody": ("hoody-200", hoody_life),
-    "sevalla": ("sevalla-200", sevalla_life),
+PLATFORMS: dict[str, tuple[str, int, Life]] = {  # name → (program, keys, life)
+    "vers": ("envvars-200", KEYS, vers_life),
+    "hoody": ("hoody-200", KEYS, map_life("hoody", "containerId", KEYS, _hoody_vars)),
+    "sevalla": ("sevalla-200", KEYS, sevalla_life),
+    "vertra": ("vertra-25", VERTRA_KEYS, map_life("vertra", "appId", VERTRA_KEYS, _vertra_vars)),
 }

@@ -8,6 +8,7 @@ from envvars_provider.resources.base import Resource
 from envvars_provider.resources.hoody import PLATFORM as HOODY
 from envvars_provider.resources.sevalla import PLATFORM as SEVALLA
 from envvars_provider.resources.vers import PLATFORM as VERS
+from envvars_provider.resources.vertra import PLATFORM as VERTRA
 
-PLATFORMS: tuple[Platform, ...] = (VERS, HOODY, SEVALLA)
+PLATFORMS: tuple[Platform, ...] = (VERS, HOODY, SEVALLA, VERTRA)
 RESOURCES: tuple[type[Resource], ...] = tuple(resource for platform in PLATFORMS for resource in platform.resources)

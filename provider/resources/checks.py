@@ -14,14 +14,15 @@ V = TypeVar("V")
 
 
 def rule_failures(rules: KeyRules, prop: str, variables: Any, one_request: bool = True) -> list[tuple[str, str]]:
-    """Check failures for a map of variables; unknown values are checked once known.
+    """Check failures for a map of variables; unknown values are checked once known. The set a write leaves
+    holds at least these variables, so they alone may break a limit on the resulting set.
 
     `one_request`: False when the client splits writes, so per-request counts do not apply.
     """
     if not isinstance(variables, dict):
         return []
     return [(prop, violation.message)
-            for violation in violations(rules, variables, unknown=UNKNOWN, one_request=one_request)]
+            for violation in violations(rules, variables, variables, unknown=UNKNOWN, one_request=one_request)]
 
 
 def variable_failures(rules: KeyRules, key: Any, value: Any) -> list[tuple[str, str]]:

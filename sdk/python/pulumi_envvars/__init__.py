@@ -18,11 +18,14 @@ if typing.TYPE_CHECKING:
     sevalla = __sevalla
     import pulumi_envvars.vers as __vers
     vers = __vers
+    import pulumi_envvars.vertra as __vertra
+    vertra = __vertra
 else:
     config = _utilities.lazy_import('pulumi_envvars.config')
     hoody = _utilities.lazy_import('pulumi_envvars.hoody')
     sevalla = _utilities.lazy_import('pulumi_envvars.sevalla')
     vers = _utilities.lazy_import('pulumi_envvars.vers')
+    vertra = _utilities.lazy_import('pulumi_envvars.vertra')
 
 _utilities.register(
     resource_modules="""
@@ -52,6 +55,14 @@ _utilities.register(
    "envvars:vers:EnvVar": "EnvVar",
    "envvars:vers:EnvVars": "EnvVars",
    "envvars:vers:Vm": "Vm"
+  }
+ },
+ {
+  "pkg": "envvars",
+  "mod": "vertra",
+  "fqn": "pulumi_envvars.vertra",
+  "classes": {
+   "envvars:vertra:AppEnvironments": "AppEnvironments"
   }
  }
 ]

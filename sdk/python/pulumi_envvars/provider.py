@@ -24,7 +24,9 @@ class ProviderArgs:
                  sevalla_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
-                 vers_url: pulumi.Input[Optional[_builtins.str]] = None):
+                 vers_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 vertra_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 vertra_url: pulumi.Input[Optional[_builtins.str]] = None):
         """
         The set of arguments for constructing a Provider resource.
 
@@ -34,6 +36,8 @@ class ProviderArgs:
         :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
         :param pulumi.Input[_builtins.str] vers_url: Base URL of the Vers orchestrator API. Falls back to VERS_URL.
+        :param pulumi.Input[_builtins.str] vertra_token: Bearer token for the Vertra API (a secret). Falls back to VERTRA_TOKEN.
+        :param pulumi.Input[_builtins.str] vertra_url: Base URL of the Vertra API (the provider adds `/v1/...`; a URL ending in `/v1` means the same). Falls back to VERTRA_URL.
         """
         if hoody_token is None:
             hoody_token = _utilities.get_env('HOODY_TOKEN')
@@ -59,6 +63,14 @@ class ProviderArgs:
             vers_url = (_utilities.get_env('VERS_URL') or 'https://api.vers.sh')
         if vers_url is not None:
             pulumi.set(__self__, "vers_url", vers_url)
+        if vertra_token is None:
+            vertra_token = _utilities.get_env('VERTRA_TOKEN')
+        if vertra_token is not None:
+            pulumi.set(__self__, "vertra_token", vertra_token)
+        if vertra_url is None:
+            vertra_url = (_utilities.get_env('VERTRA_URL') or 'https://api.vertracloud.app')
+        if vertra_url is not None:
+            pulumi.set(__self__, "vertra_url", vertra_url)
 
     @_builtins.property
     @pulumi.getter(name="hoodyToken")
@@ -132,6 +144,30 @@ class ProviderArgs:
     def vers_url(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "vers_url", value)
 
+    @_builtins.property
+    @pulumi.getter(name="vertraToken")
+    def vertra_token(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Bearer token for the Vertra API (a secret). Falls back to VERTRA_TOKEN.
+        """
+        return pulumi.get(self, "vertra_token")
+
+    @vertra_token.setter
+    def vertra_token(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "vertra_token", value)
+
+    @_builtins.property
+    @pulumi.getter(name="vertraUrl")
+    def vertra_url(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Base URL of the Vertra API (the provider adds `/v1/...`; a URL ending in `/v1` means the same). Falls back to VERTRA_URL.
+        """
+        return pulumi.get(self, "vertra_url")
+
+    @vertra_url.setter
+    def vertra_url(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "vertra_url", value)
+
 
 @pulumi.type_token("pulumi:providers:envvars")
 class Provider(pulumi.ProviderResource):
@@ -145,6 +181,8 @@ class Provider(pulumi.ProviderResource):
                  sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 vertra_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 vertra_url: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         """
         The envvars provider: one per platform account.
@@ -157,6 +195,8 @@ class Provider(pulumi.ProviderResource):
         :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
         :param pulumi.Input[_builtins.str] vers_url: Base URL of the Vers orchestrator API. Falls back to VERS_URL.
+        :param pulumi.Input[_builtins.str] vertra_token: Bearer token for the Vertra API (a secret). Falls back to VERTRA_TOKEN.
+        :param pulumi.Input[_builtins.str] vertra_url: Base URL of the Vertra API (the provider adds `/v1/...`; a URL ending in `/v1` means the same). Falls back to VERTRA_URL.
         """
         ...
     @overload
@@ -188,6 +228,8 @@ class Provider(pulumi.ProviderResource):
                  sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 vertra_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 vertra_url: pulumi.Input[Optional[_builtins.str]] = None,
                  __props__=None):
         opts = pulumi.ResourceOptions.merge(_utilities.get_resource_opts_defaults(), opts)
         if not isinstance(opts, pulumi.ResourceOptions):
@@ -215,6 +257,12 @@ class Provider(pulumi.ProviderResource):
             if vers_url is None:
                 vers_url = (_utilities.get_env('VERS_URL') or 'https://api.vers.sh')
             __props__.__dict__["vers_url"] = vers_url
+            if vertra_token is None:
+                vertra_token = _utilities.get_env('VERTRA_TOKEN')
+            __props__.__dict__["vertra_token"] = None if vertra_token is None else pulumi.Output.secret(vertra_token)
+            if vertra_url is None:
+                vertra_url = (_utilities.get_env('VERTRA_URL') or 'https://api.vertracloud.app')
+            __props__.__dict__["vertra_url"] = vertra_url
         super(Provider, __self__).__init__(
             'envvars',
             resource_name,
@@ -244,4 +292,12 @@ class Provider(pulumi.ProviderResource):
         Base URL of the Vers orchestrator API. Falls back to VERS_URL.
         """
         return pulumi.get(self, "vers_url")
+
+    @_builtins.property
+    @pulumi.getter(name="vertraUrl")
+    def vertra_url(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        Base URL of the Vertra API (the provider adds `/v1/...`; a URL ending in `/v1` means the same). Falls back to VERTRA_URL.
+        """
+        return pulumi.get(self, "vertra_url")
 

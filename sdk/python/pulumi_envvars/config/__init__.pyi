@@ -44,3 +44,13 @@ versUrl: str
 Base URL of the Vers orchestrator API. Falls back to VERS_URL.
 """
 
+vertraToken: Optional[str]
+"""
+Bearer token for the Vertra API (a secret). Falls back to VERTRA_TOKEN.
+"""
+
+vertraUrl: str
+"""
+Base URL of the Vertra API (the provider adds `/v1/...`; a URL ending in `/v1` means the same). Falls back to VERTRA_URL.
+"""
+

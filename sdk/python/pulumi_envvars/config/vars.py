@@ -62,3 +62,17 @@ class _ExportableConfig(types.ModuleType):
         """
         return __config__.get('versUrl') or (_utilities.get_env('VERS_URL') or 'https://api.vers.sh')
 
+    @_builtins.property
+    def vertra_token(self) -> Optional[str]:
+        """
+        Bearer token for the Vertra API (a secret). Falls back to VERTRA_TOKEN.
+        """
+        return __config__.get('vertraToken') or _utilities.get_env('VERTRA_TOKEN')
+
+    @_builtins.property
+    def vertra_url(self) -> str:
+        """
+        Base URL of the Vertra API (the provider adds `/v1/...`; a URL ending in `/v1` means the same). Falls back to VERTRA_URL.
+        """
+        return __config__.get('vertraUrl') or (_utilities.get_env('VERTRA_URL') or 'https://api.vertracloud.app')
+
