@@ -13,6 +13,7 @@ import requests
 from envvars_server.launch import ServerProcess
 from envvars_server.sandbox import IsolationUnavailable, Sandbox, check_isolation
 from tests.figures import pytest_terminal_summary  # noqa: F401  (prints the reliability figures)
+from tests.plugin import Plugin, configured
 
 _users = itertools.count()
 CANARY = "ENVVARS_TEST_HOST_CANARY"  # set in the host's environment while a `sandbox` runs
@@ -59,6 +60,13 @@ def new_api(server: ServerProcess) -> Iterator[Callable[[], Api]]:
 def api(new_api: Callable[[], Api]) -> Api:
     """A session for a fresh user."""
     return new_api()
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, server: ServerProcess, api: Api) -> Iterator[Plugin]:
+    """The provider plugin, configured against the session's server as `api`'s user."""
+    with configured(tmp_path / "plugin.stderr", server.url, str(api.headers["Authorization"]).split()[1]) as process:
+        yield process
 
 
 @pytest.fixture

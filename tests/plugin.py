@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,17 @@ class Plugin:
         assert self.process.stdout is not None
         self.process.stdout.close()
         self.stderr.close()
+
+
+@contextlib.contextmanager
+def configured(stderr_path: Path, url: str, token: str) -> Iterator[Plugin]:
+    """A plugin configured against one server and user (every platform's settings), stopped after the block."""
+    plugin = Plugin(stderr_path)
+    try:
+        plugin.configure(url, token)
+        yield plugin
+    finally:
+        plugin.close()
 
 
 def secret(value: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,14 +16,6 @@ ENV_VARS = "envvars:vers:EnvVars"
 ENV_VAR = "envvars:vers:EnvVar"
 VM = "envvars:vers:Vm"
 DIFF = provider_pb2.PropertyDiff
-
-
-@pytest.fixture
-def plugin(tmp_path: Path, server, api: Api) -> Iterator[Plugin]:
-    process = Plugin(tmp_path / "plugin.stderr")
-    process.configure(server.url, api.headers["Authorization"].split()[1])
-    yield process
-    process.close()
 
 
 def check(plugin: Plugin, token: str, name: str, news: dict) -> provider_pb2.CheckResponse:

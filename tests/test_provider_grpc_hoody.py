@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,6 @@ DIFF = provider_pb2.PropertyDiff
 
 def token(api: Api) -> str:
     return str(api.headers["Authorization"]).split()[1]
-
-
-@pytest.fixture
-def plugin(tmp_path: Path, server: ServerProcess, api: Api) -> Iterator[Plugin]:
-    process = Plugin(tmp_path / "plugin.stderr")
-    process.configure(server.url, token(api))
-    yield process
-    process.close()
 
 
 def check(plugin: Plugin, name: str, news: dict[str, Any], token_: str = ENV) -> provider_pb2.CheckResponse:

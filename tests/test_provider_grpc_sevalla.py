@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,14 +27,6 @@ VAR = "envvars:sevalla:EnvVar"
 DIFF = provider_pb2.PropertyDiff
 APP = "fb5e5168-4281-4bec-94c5-0d1584e9e657"
 OTHER_APP = "0b0ad0e2-27a5-4f5e-9d0a-8d7e1e0c3f10"
-
-
-@pytest.fixture
-def plugin(tmp_path: Path, server: ServerProcess, api: Api) -> Iterator[Plugin]:
-    process = Plugin(tmp_path / "plugin.stderr")
-    process.configure(server.url, token(api))
-    yield process
-    process.close()
 
 
 def check(plugin: Plugin, name: str, news: dict[str, Any], type_: str = VARS) -> provider_pb2.CheckResponse:

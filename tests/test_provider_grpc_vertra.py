@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -15,7 +16,7 @@ from envvars_provider.values import UNKNOWN, to_struct
 from envvars_server.launch import ServerProcess
 from tests import test_provider_grpc_sevalla as calls
 from tests.conftest import Api, arm
-from tests.plugin import Plugin, plain, secret
+from tests.plugin import Plugin, configured, plain, secret
 from tests.test_provider_grpc_hoody import partial_state, token
 from tests.vertra import delete, new_app, notes, put, running_env, stored
 
@@ -23,14 +24,6 @@ ENV = "envvars:vertra:AppEnvironments"
 DIFF = provider_pb2.PropertyDiff
 check, diff, create, update, read, remove = (partial(call, type_=ENV) for call in (
     calls.check, calls.diff, calls.create, calls.update, calls.read, calls.remove))
-
-
-@pytest.fixture
-def plugin(tmp_path: Path, server: ServerProcess, api: Api) -> Iterator[Plugin]:
-    process = Plugin(tmp_path / "plugin.stderr")
-    process.configure(server.url, token(api))
-    yield process
-    process.close()
 
 
 def env(app: str, variables: dict[str, str], notes_: dict[str, str] | None = None,
@@ -220,25 +213,20 @@ def test_import_of_keys_that_cannot_be_managed_fails_naming_them(plugin: Plugin,
 
 
 def test_a_failed_restart_is_retried_at_the_next_apply(tmp_path: Path, faulty_server: ServerProcess) -> None:
-    with Api(faulty_server.url, faulty_server.token("vertra-restart")) as api:
+    with Api(faulty_server.url, faulty_server.token("vertra-restart")) as api, \
+            configured(tmp_path / "plugin.stderr", faulty_server.url, token(api)) as plugin:
         app = new_app(api)
-        plugin = Plugin(tmp_path / "plugin.stderr")
-        try:
-            plugin.configure(faulty_server.url, token(api))
-            arm(faulty_server, {"kind": "status", "status": 500, "methods": ["POST"],
-                                "path_prefix": f"/v1/apps/{app}/restart", "count": 1})
-            with pytest.raises(grpc.RpcError) as caught:
-                create(plugin, "app", env(app, {"GREETING": "hello"}, restart=True))
-            resource_id, reached = partial_state(caught.value)
-            assert (resource_id, reached) == (app, {**env(app, {"GREETING": "hello"}, restart=True),
-                                                    "restartPending": True})
-            assert stored(api, app) == {"GREETING": "hello"}
-            state = to_struct(reached)
-            assert {path: d.kind for path, d in diff(plugin, reached, env(app, {"GREETING": "hello"}, restart=True))
-                    .detailedDiff.items()} == {"restartPending": DIFF.UPDATE}
-            finished = update(plugin, "app", type("Resource", (), {"id": app, "properties": state}),
-                              env(app, {"GREETING": "hello"}, restart=True))
-            assert plain(finished.properties)["restartPending"] is False
-            assert running_env(api, app)["GREETING"] == "hello"
-        finally:
-            plugin.close()
+        inputs = env(app, {"GREETING": "hello"}, restart=True)
+        arm(faulty_server, {"kind": "status", "status": 500, "methods": ["POST"],
+                            "path_prefix": f"/v1/apps/{app}/restart", "count": 1})
+        with pytest.raises(grpc.RpcError) as caught:
+            create(plugin, "app", inputs)
+        resource_id, reached = partial_state(caught.value)
+        assert (resource_id, reached, stored(api, app)) == (app, {**inputs, "restartPending": True},
+                                                            {"GREETING": "hello"})
+        # The next up: the same inputs differ from the state by the restart still owed.
+        assert {path: d.kind for path, d in diff(plugin, reached, inputs).detailedDiff.items()} == {
+            "restartPending": DIFF.UPDATE}
+        finished = update(plugin, "app", SimpleNamespace(id=app, properties=to_struct(reached)), inputs)
+        assert plain(finished.properties)["restartPending"] is False
+        assert running_env(api, app)["GREETING"] == "hello"

@@ -53,6 +53,11 @@ class Diff:
     replaces: list[str] = field(default_factory=list)
     detailed: dict[str, str] = field(default_factory=dict)  # property path -> add|update|delete[_replace]
 
+    def owe(self, prop: str) -> None:
+        """Record a change no input carries (a restart still owed), so that the engine calls Update."""
+        self.changes.append(prop)
+        self.detailed[prop] = "update"
+
 
 def map_path(prop: str, key: str) -> str:
     """The property path of one map entry, as the engine reads it: `vars["KEY"]`."""

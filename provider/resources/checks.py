@@ -1,12 +1,14 @@
-"""Check- and import-time helpers for resources holding variables: rule failures, login warnings, import ids."""
+"""Check- and import-time helpers for resources holding variables: rule failures, claims, login warnings,
+import ids."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from envvars.envfile import login_alteration
 from envvars.rules import KeyRules, key_violation, violations
+from envvars_provider.claims import Claim
 from envvars_provider.errors import ProviderError
 from envvars_provider.values import UNKNOWN
 
@@ -23,6 +25,14 @@ def rule_failures(rules: KeyRules, prop: str, variables: Any, one_request: bool 
         return []
     return [(prop, violation.message)
             for violation in violations(rules, variables, variables, unknown=UNKNOWN, one_request=one_request)]
+
+
+def keys_claim(scope: Callable[[str], str], place: Any, variables: Any) -> Claim | None:
+    """The claim of a resource managing the keys of `variables` in `place` (a container, an app), once both
+    are known."""
+    if not isinstance(place, str) or place == UNKNOWN or not isinstance(variables, dict):
+        return None
+    return Claim(scope(place), frozenset(variables))
 
 
 def variable_failures(rules: KeyRules, key: Any, value: Any) -> list[tuple[str, str]]:

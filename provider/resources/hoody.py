@@ -15,8 +15,7 @@ from envvars_provider.config import Setting, auth_hint
 from envvars_provider.errors import ConfigError, PartialApply, ProviderError
 from envvars_provider.platform import Platform
 from envvars_provider.resources.base import BOOLEAN, STRING, STRING_MAP, Diff, Prop, Resource
-from envvars_provider.resources.checks import imported, rule_failures
-from envvars_provider.values import UNKNOWN
+from envvars_provider.resources.checks import imported, keys_claim, rule_failures
 
 URL = Setting("hoody_url", "Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.", "HOODY_URL",
               is_url=True, label="Hoody API URL", placeholder="URL")
@@ -78,17 +77,13 @@ class ContainerEnv(Resource):
         return failures
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
-        container_id, variables = inputs.get("container_id"), inputs.get("vars")
-        if not isinstance(container_id, str) or container_id == UNKNOWN or not isinstance(variables, dict):
-            return None
-        return Claim(scope(container_id), frozenset(variables))
+        return keys_claim(scope, inputs.get("container_id"), inputs.get("vars"))
 
     def diff(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> Diff:
         """The per-key diff, plus a pending restart: one that failed, or that `restartOnChange` now asks for."""
         result = super().diff(olds, news)
         if news.get("restart_on_change") is True and olds.get("synced") is False:
-            result.changes.append("synced")
-            result.detailed["synced"] = "update"
+            result.owe("synced")
         return result
 
     # -- CRUD -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.parallel import Outcome, each
 from envvars_provider.platform import Platform
 from envvars_provider.resources.base import BOOLEAN, STRING, STRING_MAP, Prop, Resource
-from envvars_provider.resources.checks import imported, rule_failures, variable_failures
+from envvars_provider.resources.checks import imported, keys_claim, rule_failures, variable_failures
 from envvars_provider.values import UNKNOWN
 
 URL = Setting("sevalla_url", "Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means "
@@ -197,10 +197,7 @@ class EnvVars(SevallaResource):
         return reach_warnings(inputs, "its variables have")
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
-        app_id, variables = inputs.get("application_id"), inputs.get("vars")
-        if not isinstance(app_id, str) or app_id == UNKNOWN or not isinstance(variables, dict):
-            return None
-        return Claim(scope(app_id), frozenset(variables))
+        return keys_claim(scope, inputs.get("application_id"), inputs.get("vars"))
 
     def preview(self, olds: Mapping[str, Any] | None, news: Mapping[str, Any]) -> dict[str, Any]:
         """An update keeps the ids of the keys it keeps; they are unknown only when keys are added."""

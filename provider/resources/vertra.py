@@ -15,8 +15,7 @@ from envvars_provider.config import Setting, auth_hint
 from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.platform import Platform
 from envvars_provider.resources.base import BOOLEAN, STRING, STRING_MAP, Diff, Prop, Resource
-from envvars_provider.resources.checks import imported, rule_failures
-from envvars_provider.values import UNKNOWN
+from envvars_provider.resources.checks import imported, keys_claim, rule_failures
 
 URL = Setting("vertra_url", "Base URL of the Vertra API (the provider adds `/v1/...`; a URL ending in `/v1` means "
               "the same). Falls back to VERTRA_URL.", "VERTRA_URL", default="https://api.vertracloud.app", is_url=True)
@@ -99,17 +98,13 @@ class AppEnvironments(Resource):
         return failures + note_failures(notes, variables)
 
     def claim(self, inputs: dict[str, Any]) -> Claim | None:
-        app_id, variables = inputs.get("app_id"), inputs.get("vars")
-        if not isinstance(app_id, str) or app_id == UNKNOWN or not isinstance(variables, dict):
-            return None
-        return Claim(scope(app_id), frozenset(variables))
+        return keys_claim(scope, inputs.get("app_id"), inputs.get("vars"))
 
     def diff(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> Diff:
         """The per-key diff, plus a pending restart that `restartOnChange` now asks for."""
         result = super().diff(olds, news)
         if news.get("restart_on_change") is True and olds.get("restart_pending") is True:
-            result.changes.append("restartPending")
-            result.detailed["restartPending"] = "update"
+            result.owe("restartPending")
         return result
 
     # -- CRUD -------------------------------------------------------------------------------
