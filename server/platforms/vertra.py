@@ -43,6 +43,7 @@ PLATFORM = "vertra"
 PREFIX = "/v1/apps"
 APP_NOT_FOUND = "APP_NOT_FOUND"
 NOT_FOUND = "ENVIRONMENTS_NOT_FOUND"
+VARIABLE_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # the store's ids: uuids, lowercase
 CODES = {400: INVALID_BODY, 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
          413: "PAYLOAD_TOO_LARGE", 429: "RATE_LIMITED", 500: "INTERNAL_ERROR", 503: "SERVICE_UNAVAILABLE"}
 FAILURES: dict[type[DomainError], tuple[int, str]] = {
@@ -93,9 +94,10 @@ class Environments(BaseModel):
 
 
 class App(BaseModel):
-    """An app and its state."""
+    """An app, the workspace (organization) it belongs to, and its state."""
 
     id: str
+    workspace_id: str
     state: str
 
 
@@ -258,7 +260,8 @@ def delete_envs(id: AppId, body: DeleteBody, workspace_id: Workspace = None,  # 
 @router.delete("/{id}/envs/{envId}", operation_id="deleteAppEnv", response_model=Environments,
                responses={404: {"model": ErrorResponse, "description": f"{APP_NOT_FOUND}, or {NOT_FOUND}: no "
                                                                        "variable of the app has that id"}})
-def delete_env(id: AppId, env_id: Annotated[str, Path(alias="envId", description="The variable's id")],  # noqa: A002
+def delete_env(id: AppId, env_id: Annotated[str, Path(alias="envId", description="The variable's id",  # noqa: A002
+                                                      pattern=VARIABLE_ID)],
                workspace_id: Workspace = None, apps: Apps = Caller) -> Environments:
     """Remove one variable by its id; effective at the next start."""
     app_id = apps.app(id, workspace_id)
@@ -271,4 +274,5 @@ def restart(id: AppId, workspace_id: Workspace = None, apps: Apps = Caller) -> R
     """Restart the app: it starts again with the stored variables as its environment."""
     app_id = apps.app(id, workspace_id)
     record = apps.machines.restart(apps.user, app_id)
-    return Restarted(status="success", response=App(id=app_id, state=record["state"]))
+    return Restarted(status="success", response=App(id=app_id, workspace_id=workspace_of(apps.user),
+                                                    state=record["state"]))
