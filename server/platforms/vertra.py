@@ -159,6 +159,11 @@ def shown(variable: Variable) -> EnvironmentVariable:
                                note=variable.attributes.get("note"), created_at=variable.created_at[:19] + "Z")
 
 
+def answer(variables: Mapping[str, Variable]) -> Environments:
+    """A set (as one write left it, or as read) in the success envelope."""
+    return Environments(status="success", response=[shown(variable) for variable in variables.values()])
+
+
 def _refuse(found: list[Violation]) -> None:
     """400 with Vertra's code for the first broken rule, if any."""
     if found:
@@ -186,8 +191,7 @@ class Apps:
 
     def answer(self, app_id: str) -> Environments:
         """The app's variables, in the success envelope."""
-        variables = self.store.variables(PLATFORM, self.user, app_id).values()
-        return Environments(status="success", response=[shown(variable) for variable in variables])
+        return answer(self.store.variables(PLATFORM, self.user, app_id))
 
     def upsert(self, app_id: str, written: list[Entry]) -> Environments:
         """Create or edit each variable by key (the others kept), all or nothing, within Vertra's rules."""
@@ -197,9 +201,10 @@ class Apps:
                 _refuse(rule_violations(RULES, values, {**edit.variables(), **values}))
                 for entry in written:
                     edit.upsert(entry.key, entry.value, entry.attributes)
+                left = edit.variables()
         except RuleViolation as exc:  # the set would grow beyond the server's own limits
             raise ApiError(400, exc.message, RULES.code(exc.violations[0])) from None
-        return self.answer(app_id)
+        return answer(left)
 
     def delete(self, app_id: str, matches: Mapping[str, Any], what: str) -> Environments:
         """Remove every variable whose `key` or `id` (the field `matches` names) is listed; 404 when none is."""
@@ -210,7 +215,8 @@ class Apps:
                 raise ApiError(404, f"no environment variable of this app has {what}", NOT_FOUND)
             for key in found:
                 edit.delete(key)
-        return self.answer(app_id)
+            left = edit.variables()
+        return answer(left)
 
 
 Caller = Depends(Apps)
