@@ -23,7 +23,7 @@ from envvars.rules import RuleViolation, Violation, describe, show_key
 from envvars.rules import violations as rule_violations
 from envvars.rules.vertra import INVALID_BODY, RULES
 from envvars_server.deps import current_user, machines_of, store_of
-from envvars_server.errors import ApiError, DomainError, Envelope
+from envvars_server.errors import ApiError, DomainError, Envelope, translator
 from envvars_server.machines import (
     PROCESS_ENVIRONMENT,
     AgentDown,
@@ -37,7 +37,6 @@ from envvars_server.machines import (
 from envvars_server.platform import Runtime
 from envvars_server.platforms.vertra_bodies import DELETE_BODY, LIST_BODY, UPSERT_BODY, Entry, entries, keys_of
 from envvars_server.store import Store, Variable
-from envvars_server.workloads import Workloads
 
 PLATFORM = "vertra"
 PREFIX = "/v1/apps"
@@ -58,14 +57,8 @@ def render_error(status: int, code: str | None, message: str) -> dict[str, Any]:
     return {"status": "error", "code": code or "ERROR", "message": message}
 
 
-def translate(error: DomainError) -> ApiError:
-    """Vertra's status and code for an app failure."""
-    status, code = FAILURES.get(type(error), (500, "INTERNAL_ERROR"))
-    return ApiError(status, error.message, code)
-
-
 ENVELOPE = Envelope(prefix=PREFIX, render=render_error, codes=CODES, invalid_token_code="UNAUTHORIZED",
-                    translate=translate)
+                    translate=translator(FAILURES, (500, "INTERNAL_ERROR")))
 
 
 class ErrorResponse(BaseModel):
@@ -127,16 +120,9 @@ router = APIRouter(prefix=PREFIX, tags=["app-environments"], responses=ERRORS)
 @contextmanager
 def run(runtime: Runtime) -> Iterator[None]:
     """Every user's apps, each started with its stored set: recovered at start, stopped at the end."""
-    store = runtime.store
-    machines = runtime.machines(PLATFORM, "apps", "app",
-                                lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]),
-                                PROCESS_ENVIRONMENT)
-    runtime.workloads[PLATFORM] = Workloads(machines, "app", _new_app)
-    machines.recover()
-    try:
+    machines = runtime.machines(PLATFORM, "apps", "app", runtime.own_sets(PLATFORM), PROCESS_ENVIRONMENT)
+    with runtime.serving(machines, "app", _new_app):
         yield
-    finally:
-        machines.shutdown()
 
 
 def workspace_of(user: str) -> str:
