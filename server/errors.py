@@ -32,6 +32,17 @@ class DomainError(Exception):
         self.message = message
 
 
+def translator(failures: Mapping[type[DomainError], tuple[int, str]],
+               fallback: tuple[int, str]) -> Callable[[DomainError], ApiError]:
+    """A platform's `Envelope.translate` from its (status, code) per kind of domain error, `fallback` for the rest."""
+
+    def translate(error: DomainError) -> ApiError:
+        status, code = failures.get(type(error), fallback)
+        return ApiError(status, error.message, code)
+
+    return translate
+
+
 Render = Callable[[int, "str | None", str], dict[str, Any]]
 """A platform's error body from (status, code, message)."""
 

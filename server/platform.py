@@ -6,8 +6,8 @@ and `server/app.py` serves every one the same way, so nothing shared names a pla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,22 @@ class Runtime:
     def encrypt_at_rest(self, platform: str) -> None:
         """Seal `platform`'s values in the store from now on (AES-256-GCM under the data dir's key: `at_rest.py`)."""
         self.store.use_cipher(platform, cipher_for(self.data_dir))
+
+    def own_sets(self, platform: str) -> EnvSource:
+        """The env source of workloads that each have a set of their own (the store's scope is the workload's id)."""
+        return lambda record: self.store.get_vars(platform, record["owner_id"], record["id"])
+
+    @contextmanager
+    def serving(self, machines: Machines, kind: str,
+                new_record: Callable[[str, str], dict[str, Any]]) -> Iterator[None]:
+        """Offer a platform's workloads on the neutral surface as `kind` (a new one's record from (owner, name)),
+        recover those of a previous run, and stop them all when the server stops."""
+        self.workloads[machines.platform] = Workloads(machines, kind, new_record)
+        machines.recover()
+        try:
+            yield
+        finally:
+            machines.shutdown()
 
     def machines(self, platform: str, subdir: str, noun: str, env_for: EnvSource,
                  delivery: Delivery = ETC_ENVIRONMENT, phases: tuple[Phase, ...] = (),

@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
 from envvars.envfile import PAM_LINE_MAX, login_alteration
+from envvars.rules.vertra import MAX_VARIABLES
 from envvars_server import workloads
 from envvars_server.errors import Envelope, owner
 from envvars_server.platforms import PLATFORMS
@@ -87,6 +88,8 @@ class EnvSet:
     # Whether the API writes one variable per request (Sevalla): a merge of several keys is then several requests,
     # never one atomic write, and the suites write one key at a time there.
     per_variable = False
+    # The most variables the set may hold, where the platform limits it (Vertra: 25): the suites keep within it.
+    max_vars: ClassVar[int | None] = None
 
     api: Api
     targets: dict[str, str]  # path parameters naming it (and a key in it)
@@ -179,6 +182,7 @@ class Kit:
     # properties take which of them, and which one is the workload itself (what the neutral surface takes).
     fuzz_aims: dict[str, tuple[str, ...]] = {}
     fuzz_body_aims: dict[str, str] = {}
+    fuzz_query_aims: dict[str, str] = {}  # query parameters an aimed case names the run's object in, where it has them
     workload_target: str = "workload"
     # The share of the slow suites' trials (crash trials, concurrent writes, fuzz cases of its own routes) this
     # platform runs in `make test` (the soak setting runs them all): `make test` must stay well under 20 minutes.
@@ -190,6 +194,11 @@ class Kit:
     def fuzz_targets(self, api: Api) -> dict[str, str]:  # pragma: no cover
         """Live objects of the user for a fuzz run to aim at, by target name (`workload_target` among them)."""
         raise NotImplementedError
+
+    def missing(self, response: requests.Response) -> bool:
+        """Whether an aimed request's 404 says its object holds nothing the request named (keys to delete), rather
+        than that the object itself is gone."""
+        return False
 
     def new_workload(self, api: Api) -> str:
         """A new running workload of the user (after a case deleted the one aimed at)."""
@@ -551,11 +560,137 @@ class SevallaKit(Kit):
                       [*variables.values(), hidden, *ids[hidden].values()], unchanged, lambda: None)
 
 
+# -- Vertra: one set per app, written by key in bulk; a restart starts the app with it --------------------------
+
+@dataclass
+class VertraSet(EnvSet):
+    """An app's variables: merged with `PUT .../environments`, deleted with `DELETE .../envs` and the keys (a key
+    the app does not have: 404 `ENVIRONMENTS_NOT_FOUND`, "absent"), or by the variable's id (`key_url`)."""
+
+    platform = "vertra"
+    max_vars = MAX_VARIABLES
+
+    def __post_init__(self) -> None:
+        self.key_url = lambda key: f"{self.read_url}/{self.key_params(key)['envId']}"
+
+    def decode(self, response: requests.Response) -> dict[str, str]:
+        return {item["key"]: item["value"] for item in response.json()["response"]}
+
+    def key_params(self, key: str) -> dict[str, str]:
+        response = self.api.get(self.read_url)
+        assert response.status_code == 200, response.text
+        return {"envId": next((item["id"] for item in response.json()["response"] if item["key"] == key),
+                              NO_SUCH_ID)}
+
+    def merge_request(self, variables: dict[str, str]) -> dict[str, Any]:
+        return {"method": "PUT", "url": self.write_url, "json": {"environments": vertra_entries(variables)}}
+
+    def set_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        """`PUT .../environments`, and `POST .../envs` with one object, a bare array, and the wrapper."""
+        both = vertra_entries({"GOOD": "1", key: value})
+        return [self.merge_request({"GOOD": "1", key: value}),
+                *({"method": "POST", "url": self.read_url, "json": body}
+                  for body in ({"key": key, "value": value}, both, {"environments": both}))]
+
+    def delete(self, key: str) -> requests.Response:
+        return self.api.request("DELETE", self.read_url, json={"keys": [key]})
+
+    def delete_answer(self, response: requests.Response) -> str:
+        if response.status_code == 200:
+            return "removed"
+        return "absent" if vertra_missing(response) else "error"
+
+    def apply(self) -> str:
+        assert self.workload is not None
+        response = self.api.post(f"/v1/apps/{self.workload}/restart")
+        assert response.status_code == 200, response.text
+        return self.workload
+
+
+def vertra_entries(variables: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": key, "value": value} for key, value in variables.items()]
+
+
+def vertra_missing(response: requests.Response) -> bool:
+    """Whether a Vertra answer says the app has no variable the request named (so the app itself was found)."""
+    try:
+        return (response.status_code, response.json().get("code")) == (404, "ENVIRONMENTS_NOT_FOUND")
+    except (ValueError, AttributeError):
+        return False
+
+
+class VertraKit(Kit):
+    name = "vertra"
+    deletes_workloads = False  # neither Vertra's env API nor the neutral surface deletes an app
+    share = 0.25  # added last, within what is left of the 20 minutes
+    fuzz_aims = {"id": ("app",), "envId": ("variable",)}
+    fuzz_body_aims = {"keys": "key"}  # a delete by key names the run's own variable of that key
+    fuzz_query_aims = {"workspace_id": "workspace"}
+    workload_target = "app"
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:
+        """A running app, a variable of it, and the workspace it belongs to (from its restart's answer)."""
+        app = self.new_workload(api)
+        restarted = api.post(f"/v1/apps/{app}/restart")
+        assert restarted.status_code == 200, restarted.text
+        return {"app": app, "variable": self._variable(api, app)["id"], "key": self._variable(api, app)["key"],
+                "workspace": restarted.json()["response"]["workspace_id"]}
+
+    def renew_fuzz_target(self, api: Api, target: str, live: dict[str, str]) -> str:
+        if target in ("variable", "key"):
+            return self._variable(api, live["app"])["id" if target == "variable" else "key"]
+        return super().renew_fuzz_target(api, target, live)
+
+    def missing(self, response: requests.Response) -> bool:
+        return vertra_missing(response)
+
+    @staticmethod
+    def _variable(api: Api, app: str) -> dict[str, str]:
+        """A new variable of the app (room made first: fuzz cases may have filled it); its id and key."""
+        key = f"FUZZ_{uuid.uuid4().hex}"
+        listed = api.get(f"/v1/apps/{app}/envs").json()["response"]
+        if len(listed) >= MAX_VARIABLES:
+            assert api.delete(f"/v1/apps/{app}/envs/{listed[0]['id']}").status_code == 200
+        response = api.put(f"/v1/apps/{app}/environments", json={"environments": [{"key": key, "value": "v"}]})
+        assert response.status_code == 200, response.text
+        return {"id": next(item["id"] for item in response.json()["response"] if item["key"] == key), "key": key}
+
+    def env_set(self, api: Api) -> EnvSet:
+        app = make_workload(api, "vertra")
+        base = f"/v1/apps/{app}"
+        return VertraSet(api, {"id": app, "envId": NO_SUCH_ID}, f"{base}/envs", f"{base}/environments",
+                         lambda key: "", workload=app)  # `key_url`: by id, set in `__post_init__`
+
+    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+        """An app holding a secret (restarted with it), and a second one nobody else names."""
+        variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
+        app, hidden = make_workload(api, "vertra", "victim"), make_workload(api, "vertra", "hidden")
+        listed: dict[str, list[dict[str, Any]]] = {}
+        for item in (app, hidden):
+            response = api.put(f"/v1/apps/{item}/environments", json={"environments": vertra_entries(variables)})
+            assert response.status_code == 200, response.text
+            listed[item] = response.json()["response"]
+            assert api.post(f"/v1/apps/{item}/restart").status_code == 200
+        user_id = SqliteStore(server_dir).user_for_token(str(api.headers["Authorization"]).split()[1])
+        assert user_id is not None
+
+        def unchanged() -> None:
+            for item in (app, hidden):
+                response = api.get(f"/v1/apps/{item}/envs")
+                assert response.status_code == 200 and response.json()["response"] == listed[item], response.text
+            records = SqliteStore(server_dir).list_machines("vertra", user_id)
+            assert {record["id"]: record["state"] for record in records} == {app: "running", hidden: "running"}
+
+        return Victim({"id": app, "envId": listed[app][0]["id"]}, {}, app,
+                      [*variables.values(), hidden, *(item["id"] for item in listed[hidden])], unchanged,
+                      lambda: None)
+
+
 def quote(key: str) -> str:
     return requests.utils.quote(key, safe="")
 
 
-KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit(), SevallaKit())}
+KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit(), SevallaKit(), VertraKit())}
 
 
 def trials(name: str, normal: int, soak: int) -> int:

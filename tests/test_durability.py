@@ -52,17 +52,21 @@ def test_restart_keeps_tokens_vars_and_vms(tmp_path: Path) -> None:
 Write = tuple[str, dict[str, str]]  # ("merge" | "replace", variables) or ("delete", {key: ""})
 
 
-def writes(rng: random.Random, trial: int, replaces: bool, per_variable: bool) -> Iterator[Write]:
+KEYS = 40  # the keys the writes draw from, or fewer where the platform limits a set (`EnvSet.max_vars`)
+
+
+def writes(rng: random.Random, trial: int, replaces: bool, per_variable: bool,
+           keys_in_all: int = KEYS) -> Iterator[Write]:
     """An endless stream of writes: merges over old and new keys (one key each where the API writes one
     variable per request), deletes of one key, and (where the platform has it) replace-all with a fresh full set."""
     for n in itertools.count():
         roll = rng.random()
         if roll < 0.15:
-            yield "delete", {f"K{rng.randrange(40)}": ""}
+            yield "delete", {f"K{rng.randrange(keys_in_all)}": ""}
             continue
         replace = replaces and roll < 0.55
         most = 30 if replace else 1 if per_variable else 8
-        keys = [f"K{rng.randrange(40)}" for _ in range(rng.randint(1, most))]
+        keys = [f"K{rng.randrange(keys_in_all)}" for _ in range(rng.randint(1, most))]
         yield ("replace" if replace else "merge"), {key: f"t{trial}-w{n}-{key}" for key in keys}
 
 
@@ -105,7 +109,8 @@ class Writer:
     def run(self, env_set: EnvSet, trial: int) -> None:
         try:
             replaces = env_set.replace_request({}) is not None
-            for write in writes(random.Random(trial), trial, replaces, env_set.per_variable):
+            for write in writes(random.Random(trial), trial, replaces, env_set.per_variable,
+                                min(KEYS, env_set.max_vars or KEYS)):
                 self.sent.append(write)
                 response = send(env_set, write)
                 self.answers.append(response)

@@ -32,6 +32,9 @@ found, and fails the run; the exceptions, operation by operation:
 - metadata, state, commit, exec, every Hoody route, the workloads surface's: none.
 - every Sevalla route, aimed at the run's application and a variable of it (made by `POST`; a case that
   deletes the variable makes the run make another): none.
+- every Vertra route, aimed at the run's app (its workspace in `workspace_id` where a case has it) and a variable
+  of it: a 404 `ENVIRONMENTS_NOT_FOUND` (the app holds none of the keys a delete names), which the kit tells
+  from the app being lost.
 `POST /_envvars/v1/workloads` makes a workload for each schema-valid case: a VM is deleted at once;
 a container cannot be, so a run makes at most MAX_UNDELETABLE of each such platform (the cases past
 it are not sent), well within the 20 per user and platform the quota allows. Every VM the fuzz user
@@ -82,10 +85,12 @@ def cases_for(path: str) -> int:
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection, positive_data_acceptance]
 MAX_UNDELETABLE = 3  # workloads a run of POST /_envvars/v1/workloads may make of a platform that cannot delete them
-# The only 400s a schema-valid request may get: the document cannot say what a VM's filesystem holds, nor which deploy
-# phases a workload has (its platform's: Sevalla's `build` and `runtime`, none elsewhere).
+# The only 400s a schema-valid request may get: the document cannot say what a VM's filesystem holds, which deploy
+# phases a workload has (its platform's: Sevalla's `build` and `runtime`, none elsewhere), how many variables a set
+# already holds (against a limit on the set after the write), nor that the keys of one request's items differ.
 STATE_DEPENDENT = re.compile(r"is (not )?a directory|is not a regular file|outside the VM's root filesystem|"
-                             r"have no phase .*: they have ", re.DOTALL)
+                             r"have no phase .*: they have |the set would hold \d+ after this change|"
+                             r"appears more than once in one request", re.DOTALL)
 # The guest agent's 404 (`not_found`) for a path the VM does not hold: "<path> does not exist", or "directory <dir>
 # does not exist (set create_dirs ...)" for a write; a lost VM reads "VM '<id>' not found" instead.
 MISSING_IN_VM = re.compile(r"(directory )?/.* does not exist", re.DOTALL)
@@ -183,6 +188,13 @@ def aimed_body(path: str, method: str) -> dict[str, str]:
             if name in properties.get("properties", {})}
 
 
+def aimed_query(path: str) -> dict[str, str]:
+    """The placeholders query parameters of an operation are aimed at (where an aimed case has them)."""
+    platform = platforms.platform_of(path)
+    aims = platforms.kit(platform).fuzz_query_aims if platform else {}
+    return {name: placeholder(platform or "", target) for name, target in aims.items()}
+
+
 def aimed_platforms(method: str, path: str) -> list[str]:
     """The platforms whose objects an operation's aimed cases name."""
     params = set(platforms.path_params(path)) & set(aimed_params(path))
@@ -204,21 +216,37 @@ def strategy(operation: Any, aims: bool) -> Any:
                                                                                              strict=True)),
                                            query=query))
     for name, target in (aimed_body(operation.path, operation.method.upper()) if aims else {}).items():
-        parts.append(operation.as_strategy(GenerationMode.POSITIVE, body={name: target}))
+        # A property that is a list of names (keys to delete) names the target alone; with the path's own targets.
+        listed = (openapi_doc.body_schema(operation.method.upper(), operation.path) or {})["properties"][name].get(
+            "type") == "array"
+        params = {name: targets[name][0] for name in names}
+        parts.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters=params or None,
+                                           body={name: [target] if listed else target}))
     if aims and operation.method.upper() == "GET" and operation.path.endswith("/files"):
         parts.append(operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"vm_id": REAL_VM},
                                            query={"path": VM_FILE}))
     return st.one_of(parts)
 
 
+def named_target(value: Any, live: dict[str, str]) -> str | None:
+    """The placeholder a body property holds (as a string, or a list of just it), if any."""
+    single = value[0] if isinstance(value, list) and len(value) == 1 else value
+    return single if isinstance(single, str) and single in live else None
+
+
 def aim(case: Any, live: dict[str, str]) -> bool:
-    """Put the run's live ids in place of the placeholders; whether the case names any."""
+    """Put the run's live ids in place of the placeholders (and in the query parameters an aimed case has that name
+    its objects); whether the case names any."""
     params = case.path_parameters or {}
     aimed = {name: live[value] for name, value in params.items() if isinstance(value, str) and value in live}
     if aimed:
         case.path_parameters = {**params, **aimed}
+        query = {name: live[target] for name, target in aimed_query(case.path).items()
+                 if name in (case.query or {}) and target in live}
+        case.query = {**(case.query or {}), **query} if query else case.query
     if isinstance(case.body, dict):
-        body = {name: live[value] for name, value in case.body.items() if isinstance(value, str) and value in live}
+        body = {name: live[found] if isinstance(value, str) else [live[found]] for name, value in case.body.items()
+                if (found := named_target(value, live))}
         if body:
             case.body = {**case.body, **body}
             return True
@@ -321,6 +349,7 @@ def test_fuzz_operation(server: ServerProcess, schema: Any, fuzz_token: str, met
             hypothesis.assume(made.get(maker, 0) < MAX_UNDELETABLE)
             made[maker] = made.get(maker, 0) + 1
         bounded(case)
+        via_body = isinstance(case.body, dict) and any(named_target(value, targets) for value in case.body.values())
         aimed = aim(case, targets)
         case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"} | headers
         response = case.call(base_url=server.url, session=session, timeout=60)
@@ -331,14 +360,18 @@ def test_fuzz_operation(server: ServerProcess, schema: Any, fuzz_token: str, met
             distinct.add(fingerprint(response.request))
         if aimed:
             aimed_statuses[status] = aimed_statuses.get(status, 0) + 1
-            if status in (401, 403, 404) and not legitimate_miss(case, response):
+            platform = platforms.platform_of(case.path)
+            missing = platform is not None and platforms.kit(platform).missing(response)
+            if status in (401, 403, 404) and not legitimate_miss(case, response) and not missing:
                 failures.append(f"{case.method} {case.formatted_path} with a valid token, aimed at the fuzz user's "
                                 f"real objects: {status} {response.text[:200]!r}")
             last = platforms.path_params(case.path)[-1:]
-            platform = platforms.platform_of(case.path)
-            if case.method == "DELETE" and 200 <= status < 300 and platform and last:
+            ends_with = bool(last) and case.path.endswith("{" + last[0] + "}")  # not /{id}/envs: its variables
+            if case.method == "DELETE" and 200 <= status < 300 and platform:
                 kit = platforms.kit(platform)
-                gone = kit.fuzz_aims.get(last[0], ())
+                gone = kit.fuzz_aims.get(last[0], ()) if ends_with else ()
+                named = [target for name in case.body if (target := kit.fuzz_body_aims.get(name))] if via_body else []
+                gone = tuple(named) or gone
                 if len(gone) == 1:  # the case deleted the run's object (a workload, a variable)
                     with Api(server.url, fuzz_token) as api:  # the next aimed case names a live one again
                         live = {target: targets[placeholder(platform, target)] for aims in kit.fuzz_aims.values()

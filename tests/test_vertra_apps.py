@@ -135,10 +135,11 @@ def test_the_three_id_forms_name_the_same_app(server: ServerProcess, new_api: Ca
     assert values(ok(api.get(f"/v1/apps/{app}/envs", params={"workspace_id": org}))) == {"A": "1", "B": "2", "C": "3"}
     assert api.post(f"/v1/apps/{app}-{org}/restart").status_code == 200
     # Another workspace (someone else's, or none that exists) names no app of this user.
-    for wrong in (f"{app}-{workspace(server, other)}", f"{app}-", f"{app}-{org}-{org}"):
+    for wrong in (f"{app}-{workspace(server, other)}", f"{app}-", f"{app}-{org}-{org}", f"{app}-{org.upper()}"):
         error(api.get(f"/v1/apps/{wrong}/envs"), 404, "APP_NOT_FOUND")
     error(api.get(f"/v1/apps/{app}/envs", params={"workspace_id": "0" * 32}), 404, "APP_NOT_FOUND")
     error(api.get(f"/v1/apps/{app}-{org}/envs", params={"workspace_id": "0" * 32}), 404, "APP_NOT_FOUND")
+    error(api.delete(f"/v1/apps/{app}/envs/not-an-id"), 400, "INVALID_BODY")  # ids are the store's uuids
 
 
 def test_twenty_five_after_the_write_and_an_edit_does_not_count_twice(api: Api) -> None:
@@ -211,7 +212,7 @@ def test_missing_and_bad_tokens_are_401(anonymous: Api, held: str) -> None:
     assert "invalid" in error(response, 401, "UNAUTHORIZED") and response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_variables_reach_the_app_when_it_restarts(api: Api) -> None:
+def test_variables_reach_the_app_when_it_restarts(server: ServerProcess, api: Api) -> None:
     app = new_app(api)
 
     def inside() -> dict[str, str]:
@@ -222,8 +223,8 @@ def test_variables_reach_the_app_when_it_restarts(api: Api) -> None:
     ok(put(api, app, {"key": "APP_MODE", "value": "first"}, {"key": "APP_HASH", "value": "a#b \"q\" $HOME"}))
     assert inside() == {}  # started before the write: keeps what it started with
     restarted = api.post(f"/v1/apps/{app}/restart")
-    assert restarted.status_code == 200 and restarted.json() == {"status": "success",
-                                                                 "response": {"id": app, "state": "running"}}
+    assert restarted.status_code == 200 and restarted.json() == {"status": "success", "response": {
+        "id": app, "workspace_id": workspace(server, api), "state": "running"}}
     assert inside() == {"APP_MODE": "first", "APP_HASH": "a#b \"q\" $HOME"}
     ok(put(api, app, {"key": "APP_MODE", "value": "second"}))
     ok(api.request("DELETE", f"/v1/apps/{app}/envs", json={"keys": ["APP_HASH"]}))

@@ -31,7 +31,7 @@ from envvars.rules import (
 from envvars.rules import violations as rule_violations
 from envvars.rules.hoody import RULES
 from envvars_server.deps import current_user, machines_of, store_of
-from envvars_server.errors import ApiError, DomainError, Envelope
+from envvars_server.errors import ApiError, DomainError, Envelope, translator
 from envvars_server.machines import (
     PROCESS_ENVIRONMENT,
     AgentDown,
@@ -45,7 +45,6 @@ from envvars_server.machines import (
 )
 from envvars_server.platform import Runtime
 from envvars_server.store import Store
-from envvars_server.workloads import Workloads
 
 PLATFORM = "hoody"
 PREFIX = "/api/v1/containers"
@@ -66,14 +65,8 @@ def render_error(status: int, code: str | None, message: str) -> dict[str, Any]:
     return {"statusCode": status, "error": phrase, "message": message, "code": code or "ERROR"}
 
 
-def translate(error: DomainError) -> ApiError:
-    """Hoody's status and code for a container failure."""
-    status, code = FAILURES.get(type(error), (500, "INTERNAL_ERROR"))
-    return ApiError(status, error.message, code)
-
-
 ENVELOPE = Envelope(prefix=PREFIX, render=render_error, codes=CODES, invalid_token_code="INVALID_TOKEN",
-                    translate=translate)
+                    translate=translator(FAILURES, (500, "INTERNAL_ERROR")))
 
 
 class ErrorResponse(BaseModel):
@@ -141,16 +134,9 @@ router = APIRouter(prefix=PREFIX, tags=["container-env"], responses=ERRORS)
 @contextmanager
 def run(runtime: Runtime) -> Iterator[None]:
     """Every user's containers, each booted with its own stored map: recovered at start, stopped at the end."""
-    store = runtime.store
-    machines = runtime.machines(PLATFORM, "containers", "container",
-                                lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]),
-                                PROCESS_ENVIRONMENT)
-    runtime.workloads[PLATFORM] = Workloads(machines, "container", _new_container)
-    machines.recover()
-    try:
+    machines = runtime.machines(PLATFORM, "containers", "container", runtime.own_sets(PLATFORM), PROCESS_ENVIRONMENT)
+    with runtime.serving(machines, "container", _new_container):
         yield
-    finally:
-        machines.shutdown()
 
 
 def _new_container(owner: str, name: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from envvars.rules import RuleViolation, Violation, describe, key_json_schema, k
 from envvars.rules import value_violation as rule_value_violation
 from envvars.rules.sevalla import RULES
 from envvars_server.deps import current_user, machines_of, store_of
-from envvars_server.errors import ApiError, DomainError, Envelope
+from envvars_server.errors import ApiError, DomainError, Envelope, translator
 from envvars_server.machines import (
     MEMORY_PROCESS_ENVIRONMENT,
     AgentDown,
@@ -40,7 +40,6 @@ from envvars_server.machines import (
 )
 from envvars_server.platform import Runtime
 from envvars_server.store import Store, Variable
-from envvars_server.workloads import Workloads
 
 PLATFORM = "sevalla"
 PREFIX = "/v3/applications"
@@ -67,13 +66,8 @@ def render_error(status: int, code: str | None, message: str) -> dict[str, Any]:
     return {"message": message, "status": status, "data": {"code": code or "error", "message": HELP}}
 
 
-def translate(error: DomainError) -> ApiError:
-    """Sevalla's status and code for an application failure."""
-    status, code = FAILURES.get(type(error), (500, "internal-error"))
-    return ApiError(status, error.message, code)
-
-
-ENVELOPE = Envelope(prefix=PREFIX, render=render_error, codes=CODES, translate=translate)
+ENVELOPE = Envelope(prefix=PREFIX, render=render_error, codes=CODES,
+                    translate=translator(FAILURES, (500, "internal-error")))
 
 
 class ErrorData(BaseModel):
@@ -188,12 +182,8 @@ def run(runtime: Runtime) -> Iterator[None]:
     machines = runtime.machines(PLATFORM, "applications", "application", reaching(runtime_env),
                                 MEMORY_PROCESS_ENVIRONMENT, phases=(Phase("build", reaching(buildtime_env)),),
                                 main_phase="runtime")
-    runtime.workloads[PLATFORM] = Workloads(machines, "application", _new_application)
-    machines.recover()
-    try:
+    with runtime.serving(machines, "application", _new_application):
         yield
-    finally:
-        machines.shutdown()
 
 
 def _new_application(owner: str, name: str) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from envvars_server.platforms.vers import ENVELOPE, ERRORS, PLATFORM, PREFIX, Er
 from envvars_server.platforms.vers_machines import VersVms
 from envvars_server.sandbox.protocol import DEFAULT_EXEC_TIMEOUT_S, MAX_EXEC_TIMEOUT_S
 from envvars_server.slots import UserSlots
-from envvars_server.workloads import Workloads
 
 __all__ = ["ENVELOPE", "router", "run"]
 
@@ -71,12 +70,8 @@ def run(runtime: Runtime) -> Iterator[None]:
     machines = runtime.machines(PLATFORM, "vms", "VM", lambda record: store.get_vars(PLATFORM, record["owner_id"]))
     runtime.app.state.vers_vms = VersVms(store, machines, runtime.data_dir / "commits")
     runtime.app.state.vm_slots = runtime.options.get("vm_slots") or UserSlots()
-    runtime.workloads[PLATFORM] = Workloads(machines, "vm", _new_workload)
-    machines.recover()
-    try:
+    with runtime.serving(machines, "vm", _new_workload):
         yield
-    finally:
-        machines.shutdown()
 
 
 def _new_workload(owner: str, name: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from envvars.rules import RuleViolation, Violation, describe, show_key
 from envvars.rules import violations as rule_violations
 from envvars.rules.vertra import INVALID_BODY, RULES
 from envvars_server.deps import current_user, machines_of, store_of
-from envvars_server.errors import ApiError, DomainError, Envelope
+from envvars_server.errors import ApiError, DomainError, Envelope, translator
 from envvars_server.machines import (
     PROCESS_ENVIRONMENT,
     AgentDown,
@@ -37,12 +37,12 @@ from envvars_server.machines import (
 from envvars_server.platform import Runtime
 from envvars_server.platforms.vertra_bodies import DELETE_BODY, LIST_BODY, UPSERT_BODY, Entry, entries, keys_of
 from envvars_server.store import Store, Variable
-from envvars_server.workloads import Workloads
 
 PLATFORM = "vertra"
 PREFIX = "/v1/apps"
 APP_NOT_FOUND = "APP_NOT_FOUND"
 NOT_FOUND = "ENVIRONMENTS_NOT_FOUND"
+VARIABLE_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # the store's ids: uuids, lowercase
 CODES = {400: INVALID_BODY, 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
          413: "PAYLOAD_TOO_LARGE", 429: "RATE_LIMITED", 500: "INTERNAL_ERROR", 503: "SERVICE_UNAVAILABLE"}
 FAILURES: dict[type[DomainError], tuple[int, str]] = {
@@ -57,14 +57,8 @@ def render_error(status: int, code: str | None, message: str) -> dict[str, Any]:
     return {"status": "error", "code": code or "ERROR", "message": message}
 
 
-def translate(error: DomainError) -> ApiError:
-    """Vertra's status and code for an app failure."""
-    status, code = FAILURES.get(type(error), (500, "INTERNAL_ERROR"))
-    return ApiError(status, error.message, code)
-
-
 ENVELOPE = Envelope(prefix=PREFIX, render=render_error, codes=CODES, invalid_token_code="UNAUTHORIZED",
-                    translate=translate)
+                    translate=translator(FAILURES, (500, "INTERNAL_ERROR")))
 
 
 class ErrorResponse(BaseModel):
@@ -93,9 +87,10 @@ class Environments(BaseModel):
 
 
 class App(BaseModel):
-    """An app and its state."""
+    """An app, the workspace (organization) it belongs to, and its state."""
 
     id: str
+    workspace_id: str
     state: str
 
 
@@ -125,16 +120,9 @@ router = APIRouter(prefix=PREFIX, tags=["app-environments"], responses=ERRORS)
 @contextmanager
 def run(runtime: Runtime) -> Iterator[None]:
     """Every user's apps, each started with its stored set: recovered at start, stopped at the end."""
-    store = runtime.store
-    machines = runtime.machines(PLATFORM, "apps", "app",
-                                lambda record: store.get_vars(PLATFORM, record["owner_id"], record["id"]),
-                                PROCESS_ENVIRONMENT)
-    runtime.workloads[PLATFORM] = Workloads(machines, "app", _new_app)
-    machines.recover()
-    try:
+    machines = runtime.machines(PLATFORM, "apps", "app", runtime.own_sets(PLATFORM), PROCESS_ENVIRONMENT)
+    with runtime.serving(machines, "app", _new_app):
         yield
-    finally:
-        machines.shutdown()
 
 
 def workspace_of(user: str) -> str:
@@ -155,6 +143,11 @@ def shown(variable: Variable) -> EnvironmentVariable:
     """A stored variable as Vertra shows it."""
     return EnvironmentVariable(id=variable.id, key=variable.key, value=variable.value,
                                note=variable.attributes.get("note"), created_at=variable.created_at[:19] + "Z")
+
+
+def answer(variables: Mapping[str, Variable]) -> Environments:
+    """A set (as one write left it, or as read) in the success envelope."""
+    return Environments(status="success", response=[shown(variable) for variable in variables.values()])
 
 
 def _refuse(found: list[Violation]) -> None:
@@ -184,8 +177,7 @@ class Apps:
 
     def answer(self, app_id: str) -> Environments:
         """The app's variables, in the success envelope."""
-        variables = self.store.variables(PLATFORM, self.user, app_id).values()
-        return Environments(status="success", response=[shown(variable) for variable in variables])
+        return answer(self.store.variables(PLATFORM, self.user, app_id))
 
     def upsert(self, app_id: str, written: list[Entry]) -> Environments:
         """Create or edit each variable by key (the others kept), all or nothing, within Vertra's rules."""
@@ -195,9 +187,10 @@ class Apps:
                 _refuse(rule_violations(RULES, values, {**edit.variables(), **values}))
                 for entry in written:
                     edit.upsert(entry.key, entry.value, entry.attributes)
+                left = edit.variables()
         except RuleViolation as exc:  # the set would grow beyond the server's own limits
             raise ApiError(400, exc.message, RULES.code(exc.violations[0])) from None
-        return self.answer(app_id)
+        return answer(left)
 
     def delete(self, app_id: str, matches: Mapping[str, Any], what: str) -> Environments:
         """Remove every variable whose `key` or `id` (the field `matches` names) is listed; 404 when none is."""
@@ -208,7 +201,8 @@ class Apps:
                 raise ApiError(404, f"no environment variable of this app has {what}", NOT_FOUND)
             for key in found:
                 edit.delete(key)
-        return self.answer(app_id)
+            left = edit.variables()
+        return answer(left)
 
 
 Caller = Depends(Apps)
@@ -258,7 +252,8 @@ def delete_envs(id: AppId, body: DeleteBody, workspace_id: Workspace = None,  # 
 @router.delete("/{id}/envs/{envId}", operation_id="deleteAppEnv", response_model=Environments,
                responses={404: {"model": ErrorResponse, "description": f"{APP_NOT_FOUND}, or {NOT_FOUND}: no "
                                                                        "variable of the app has that id"}})
-def delete_env(id: AppId, env_id: Annotated[str, Path(alias="envId", description="The variable's id")],  # noqa: A002
+def delete_env(id: AppId, env_id: Annotated[str, Path(alias="envId", description="The variable's id",  # noqa: A002
+                                                      pattern=VARIABLE_ID)],
                workspace_id: Workspace = None, apps: Apps = Caller) -> Environments:
     """Remove one variable by its id; effective at the next start."""
     app_id = apps.app(id, workspace_id)
@@ -271,4 +266,5 @@ def restart(id: AppId, workspace_id: Workspace = None, apps: Apps = Caller) -> R
     """Restart the app: it starts again with the stored variables as its environment."""
     app_id = apps.app(id, workspace_id)
     record = apps.machines.restart(apps.user, app_id)
-    return Restarted(status="success", response=App(id=app_id, state=record["state"]))
+    return Restarted(status="success", response=App(id=app_id, workspace_id=workspace_of(apps.user),
+                                                    state=record["state"]))
