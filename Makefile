@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the suite on both cores: each test module runs whole on one worker, so its server is started once
+WORKERS := -n 2 --dist loadfile
 RELIABILITY := tests/test_fuzz.py tests/test_durability.py tests/test_concurrency.py tests/test_secrets.py \
 	tests/test_auth_isolation.py tests/test_faults.py tests/test_bad_input.py
 
@@ -28,7 +30,7 @@ demo: install ## the example from first up to a changed value: preview --diff, V
 test: install ## the whole suite, after the linter and the type checker
 	$(BIN)/ruff check envvars server provider tests examples bench
 	$(MAKE) --no-print-directory typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(WORKERS)
 
 typecheck: $(STAMP) ## mypy --strict on the three hand-written packages, by their installed names
 	mkdir -p build/mypy

@@ -12,7 +12,11 @@ import requests
 
 from envvars_server.launch import ServerProcess
 from envvars_server.sandbox import IsolationUnavailable, Sandbox, check_isolation
-from tests.figures import pytest_terminal_summary  # noqa: F401  (prints the reliability figures)
+from tests.figures import (  # noqa: F401  (the reliability figures: collected from every worker, printed at the end)
+    pytest_runtest_logreport,
+    pytest_runtest_protocol,
+    pytest_terminal_summary,
+)
 from tests.plugin import Plugin, configured
 
 _users = itertools.count()
