@@ -240,9 +240,9 @@ def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api, pla
     merge whole or not at all (where merges are multi-key) and only values written, and the final set is one a
     serial order of the acknowledged writes leaves, each client's keys at its last acknowledged write."""
     apis = [new_api() for _ in range(CLIENTS + READERS)]
-    token = apis[0].headers["Authorization"]
+    token = str(apis[0].headers["Authorization"]).split()[1]
     for api in apis:
-        api.headers["Authorization"] = token  # one user, sixteen clients and two readers
+        api.use_token(token)  # one user, sixteen clients and two readers
     first = platforms.kit(platform).env_set(apis[0])
     count = platforms.trials(platform, 150, 1500)  # writes per client
     sets = [dataclasses.replace(first, api=api) for api in apis]
