@@ -752,9 +752,6 @@ class PhalaSet(EnvSet):
         self.settled()
         return self.write(self.get() | variables)
 
-    def replace_request(self, variables: dict[str, str]) -> dict[str, Any]:
-        return self.write_request(variables)
-
     def acknowledged(self, response: requests.Response) -> bool:
         return response.status_code == 202
 
