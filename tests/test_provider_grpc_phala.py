@@ -58,6 +58,7 @@ def test_check_fills_env_keys_and_refuses_what_phala_refuses(plugin: Plugin) -> 
     given = check(plugin, "b", {"cvmId": "cvm-2", "vars": {"A": "1"}, "envKeys": ["Z", "A", "Z"]})
     assert plain(given.inputs)["envKeys"] == ["A", "Z"]
     assert not check(plugin, "later", {"cvmId": UNKNOWN, "vars": {"K": UNKNOWN}}).failures
+    assert plain(check(plugin, "whole", {"cvmId": "cvm-5", "vars": UNKNOWN}).inputs)["envKeys"] == UNKNOWN
     bad = check(plugin, "bad", {"cvmId": "cvm-3", "vars": secret({"1X": "v"}), "envKeys": ["OK", "BAD KEY"],
                                 "composeHash": "ab" * 32})
     assert [(f.property, f.reason) for f in bad.failures] == [

@@ -16,7 +16,7 @@ from envvars_provider.errors import PlatformError, ProviderError
 BUSY, REGISTRATION_REQUIRED = 409, 465
 BUSY_ATTEMPTS = 8  # a 409 (another update is being applied) is retried this many times in all
 BUSY_BACKOFF = (0.5, 30.0)  # the first wait after a 409, and the longest; doubled each time
-POLL = (0.2, 5.0)  # the first and the longest wait between reads of a restarting CVM
+POLL = (0.5, 5.0)  # the wait before the first read of a restarting CVM, and the longest between reads
 
 
 def _reason(response: requests.Response) -> str:
@@ -123,16 +123,16 @@ class PhalaClient:
         raise AssertionError("unreachable")
 
     def wait_running(self, cvm_id: str, ends: float) -> Cvm | None:
-        """Read the CVM until it runs with no update in progress, or the monotonic time `ends`, or it stopped with
-        nothing in progress (it will not come back by itself); the last read, None when the CVM is gone."""
+        """Read the CVM (first after a pause: an update was just accepted) until it runs with no update in progress,
+        or the monotonic time `ends`, or it stopped with nothing in progress (it will not come back by itself); the
+        last read, None when the CVM is gone."""
         wait = POLL[0]
         while True:
+            time.sleep(max(0.0, min(wait, ends - time.monotonic())))
             found = self.cvm(cvm_id)
-            if found is None or found.running or (found.status == "stopped" and not found.in_progress):
+            if found is None or found.running or (found.status == "stopped" and not found.in_progress) \
+                    or time.monotonic() >= ends:
                 return found
-            if time.monotonic() + wait > ends:
-                return found
-            time.sleep(wait)
             wait = min(wait * 1.5, POLL[1])
 
 

@@ -110,6 +110,8 @@ class CvmEnv(Resource):
             news = {**news, "env_keys": sorted(set(keys))}
         elif keys is None and isinstance(variables, dict):
             news = {**news, "env_keys": sorted(variables)}
+        elif keys is None and variables == UNKNOWN:
+            news = {**news, "env_keys": UNKNOWN}  # known with the map
         return super().check(news)
 
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
@@ -187,8 +189,12 @@ class CvmEnv(Resource):
         if isinstance(given, str) and given.lower().removeprefix("0x") == needed.compose_hash.lower():
             return {"compose_hash": needed.compose_hash, "transaction_hash": news["transaction_hash"]}
         if self.registrar is not None:
-            return {"compose_hash": needed.compose_hash,
-                    "transaction_hash": self.registrar.register(needed.app_id, needed.compose_hash)}
+            try:
+                transaction = self.registrar.register(needed.app_id, needed.compose_hash)
+            except ProviderError as exc:
+                raise ProviderError(f"registering compose hash {needed.compose_hash} for app {needed.app_id} through "
+                                    f"the registrar failed, so nothing was changed: {exc}") from None
+            return {"compose_hash": needed.compose_hash, "transaction_hash": transaction}
         stale = f" (composeHash {given!r} is not that hash: it was registered for another change)" if given else ""
         chain = f" on chain {needed.chain_id}" if needed.chain_id is not None else " on chain"
         raise ProviderError(
@@ -201,7 +207,11 @@ class CvmEnv(Resource):
     def _running(self, resource_id: str, cvm_id: str, ends: float, state: dict[str, Any]) -> dict[str, Any]:
         """`state` once the CVM runs again; a partial apply (stored, not running) when it does not in time."""
         started = time.monotonic()
-        found = self.client.wait_running(cvm_id, ends)
+        try:
+            found = self.client.wait_running(cvm_id, ends)
+        except ProviderError as exc:
+            raise PartialApply(f"the variables are stored but reading CVM {cvm_id!r} failed: {exc}; the next "
+                               "`pulumi up` waits for it again", resource_id, {**state, "running": False}) from None
         if found is not None and found.running:
             return state
         how = "is gone" if found is None else f"is {found.status!r}" + (", an update in progress" if found.in_progress
