@@ -214,6 +214,10 @@ class Kit:
     recovers_with_stored_set = False
     # What another user's object named in a path answers (404 unless the platform documents otherwise).
     foreign_status = 404
+    # Where every write is slow (each restarts the workload: Phala), the acknowledged writes a crash trial waits for
+    # before its kill, so that each kill still lands after that many; None: the kill lands at a random moment after
+    # the first, and the writer must have averaged 8 a crash (`tests/test_durability.py`).
+    writes_per_crash: int | None = None
 
     def fuzz_targets(self, api: Api) -> dict[str, str]:  # pragma: no cover
         """Live objects of the user for a fuzz run to aim at, by target name (`workload_target` among them)."""
@@ -805,6 +809,7 @@ class PhalaKit(Kit):
     fuzz_aims = {"cvm_id": ("cvm",)}
     workload_target = "cvm"
     foreign_status = 403  # "CVM not in workspace", as Phala documents
+    writes_per_crash = 8  # each write waits for the CVM's restart
 
     def fuzz_targets(self, api: Api) -> dict[str, str]:
         """A running CVM."""
