@@ -149,6 +149,16 @@ class EnvSet:
         """The path parameters naming the variable `key` (the key itself, or the variable's id)."""
         return {"key": key}
 
+    def key_urls(self, key: str) -> list[str]:
+        """The URLs of the routes that name a variable in their path (its key, or its id: `key_url`), aimed at
+        `key`'s; none where no route does (Phala: a set is written whole, so a key travels only in a body)."""
+        return [self.key_url(key)]
+
+    def sealed_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        """Writes that carry `key` only inside a sealed (encrypted) set, where the platform takes one: a key no
+        schema sees until the server opens it (Phala: a set naming just its other keys in `env_keys`)."""
+        return []
+
     def replace_request(self, variables: dict[str, str]) -> dict[str, Any] | None:
         """The request that replaces the whole set, where the platform has one."""
         return None
@@ -204,6 +214,10 @@ class Kit:
     recovers_with_stored_set = False
     # What another user's object named in a path answers (404 unless the platform documents otherwise).
     foreign_status = 404
+    # Where every write is slow (each restarts the workload: Phala), the acknowledged writes a crash trial waits for
+    # before its kill, so that each kill still lands after that many; None: the kill lands at a random moment after
+    # the first, and the writer must have averaged 8 a crash (`tests/test_durability.py`).
+    writes_per_crash: int | None = None
 
     def fuzz_targets(self, api: Api) -> dict[str, str]:  # pragma: no cover
         """Live objects of the user for a fuzz run to aim at, by target name (`workload_target` among them)."""
@@ -765,11 +779,26 @@ class PhalaSet(EnvSet):
     def set_requests(self, key: str, value: str) -> list[dict[str, Any]]:
         return [self.merge_request({"GOOD": "1", key: value})]
 
+    def key_urls(self, key: str) -> list[str]:
+        return []  # every route names the CVM, none a variable
+
+    def sealed_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        """The stored set and `key`, sealed, with the stored keys as `env_keys` (which alone a schema checks)."""
+        self.settled()
+        stored = self.get()
+        request = self.write_request(stored | {key: value})
+        request["json"]["env_keys"] = sorted(stored)
+        return [request]
+
     def apply(self) -> str:
         """Every update restarts the CVM with the set: it runs with it once the update is applied."""
         assert self.workload is not None
         self.settled()
         return self.workload
+
+
+def no_key_url(key: str) -> str:
+    raise AssertionError(f"no route names the variable {key!r}: every write is the whole set (`key_urls`)")
 
 
 class PhalaKit(Kit):
@@ -780,6 +809,7 @@ class PhalaKit(Kit):
     fuzz_aims = {"cvm_id": ("cvm",)}
     workload_target = "cvm"
     foreign_status = 403  # "CVM not in workspace", as Phala documents
+    writes_per_crash = 8  # each write waits for the CVM's restart
 
     def fuzz_targets(self, api: Api) -> dict[str, str]:
         """A running CVM."""
@@ -788,7 +818,7 @@ class PhalaKit(Kit):
     def env_set(self, api: Api) -> EnvSet:
         cvm = make_workload(api, "phala")
         return PhalaSet(api, {"cvm_id": cvm}, f"{WORKLOADS}/{cvm}/environment", f"/api/v1/cvms/{cvm}/envs",
-                        lambda key: f"/api/v1/cvms/{cvm}/envs", workload=cvm)
+                        no_key_url, workload=cvm)
 
     def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
         """A CVM holding a secret (running with it), and a second one nobody else names."""
