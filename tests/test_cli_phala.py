@@ -78,6 +78,7 @@ def test_lifecycle_on_an_onchain_kms_through_the_registrar(tmp_path: Path, serve
     assert (state["id"], state["outputs"]["appId"]) == (cvm, info(api, cvm)["app_id"])
     assert is_encrypted(state["inputs"]["vars"]) and is_encrypted(state["outputs"]["vars"])
     assert plaintext_in_state(tmp_path, [password, plain, token(api)]) == []
+    assert not any(value in ws.export() for value in (password, plain))
 
     # Destroy: the CVM runs with an empty set; its allowed keys stay (no registration needed).
     ws.destroy()
