@@ -2,11 +2,12 @@
 server (one access-log line per request), through the real engine, for each platform's set resource.
 
 Steps, on a fresh stack: `pulumi up` creating a 200-key set (Vertra: 25, an app's limit); `pulumi up` after
-one value changed; (Hoody, Sevalla, Vertra) `pulumi up` after one key removed; `pulumi refresh`. The baseline
-is the physical limit: one round trip per step where the API takes a whole set (Vers writes a set in one PUT,
-Hoody merges up to 200 keys in one PATCH and removes a key with one DELETE, Vertra upserts any keys in one PUT
-and removes any in one DELETE), one per variable where it takes one variable a request (Sevalla: 200 POSTs,
-N PUTs for N changed values, a list page per 100 variables).
+one value changed; (Hoody, Sevalla, Vertra, Phala) `pulumi up` after one key removed; `pulumi refresh`. The
+baseline is the physical limit: one round trip per step where the API takes a whole set (Vers writes a set in
+one PUT, Hoody merges up to 200 keys in one PATCH and removes a key with one DELETE, Vertra upserts any keys in
+one PUT and removes any in one DELETE), one per variable where it takes one variable a request (Sevalla: 200
+POSTs, N PUTs for N changed values, a list page per 100 variables); Phala's sealed whole set takes three a
+write (the app's key, the PATCH, a read of the CVM running again) and two a refresh (the CVM, its allowed keys).
 
 Sevalla's requests are independent, so the provider sends them 8 at a time: `sevalla.wall_N` times the
 provider's update of N changed variables (its gRPC Update, the server's access log showing N requests)
@@ -17,7 +18,7 @@ the server for a simulated network round trip (a `stall` fault): loopback alone 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from tests.plugin import Plugin, secret, urn
 
 KEYS = 200
 VERTRA_KEYS = 25  # the most a Vertra app holds
+PHALA_ROUNDS = {"create_200": 3, "change_1": 3, "remove_1": 3, "refresh": 2}
 ACCESS_LINE = re.compile(r'"(GET|PUT|POST|PATCH|DELETE) /(api/v1|v3|v1)/')  # the platforms' routes, not /_envvars
 Steps = dict[str, tuple[int, int]]  # step → (requests counted, the baseline's round trips)
 Life = Callable[[Workspace, str, str, Path], Steps]
@@ -92,9 +94,11 @@ def vers_life(stack: Workspace, url: str, token: str, log: Path) -> Steps:
     return {step: (count, 1) for step, count in counts.items()}
 
 
-def map_life(platform: str, place: str, keys: int, read: Callable[[str, str, str], dict[str, str]]) -> Life:
+def map_life(platform: str, place: str, keys: int, read: Callable[[str, str, str], dict[str, str]],
+             rounds: Mapping[str, int] | None = None) -> Life:
     """The life of a resource managing keys of one workload's set (`place`: its config key), written in bulk:
-    created, one value changed, one key removed, refreshed; `read(url, token, workload)` gives the stored set."""
+    created, one value changed, one key removed, refreshed; `read(url, token, workload)` gives the stored set;
+    `rounds`: the baseline's round trips of a step where it is more than one."""
 
     def life(stack: Workspace, url: str, token: str, log: Path) -> Steps:
         workload = _workload(url, token, platform)
@@ -108,7 +112,7 @@ def map_life(platform: str, place: str, keys: int, read: Callable[[str, str, str
         stored = read(url, token, workload)
         if len(stored) != keys - 1 or stored["BENCH_KEY_000"] != "changed":
             raise AssertionError(f"the {platform} workload holds {len(stored)} keys, not the {keys - 1} of the program")
-        return {step: (count, 1) for step, count in counts.items()}
+        return {step: (count, (rounds or {}).get(step, 1)) for step, count in counts.items()}
 
     return life
 
@@ -119,6 +123,12 @@ def _hoody_vars(url: str, token: str, container: str) -> dict[str, str]:
 
 def _vertra_vars(url: str, token: str, app: str) -> dict[str, str]:
     return {item["key"]: item["value"] for item in _get(f"{url}/v1/apps/{app}/envs", token)["response"]}
+
+
+def _cvm_vars(url: str, token: str, cvm: str) -> dict[str, str]:
+    """The program's variables a login in the CVM sees (the provider waited for its restart)."""
+    found = _get(f"{url}/_envvars/v1/workloads/{cvm}/environment", token)["vars"]
+    return {key: value for key, value in found.items() if key.startswith("BENCH_KEY_")}
 
 
 def _workload(url: str, token: str, platform: str) -> str:
@@ -217,4 +227,7 @@ PLATFORMS: dict[str, tuple[str, int, Life]] = {  # name → (program, keys, life
     "hoody": ("hoody-200", KEYS, map_life("hoody", "containerId", KEYS, _hoody_vars)),
     "sevalla": ("sevalla-200", KEYS, sevalla_life),
     "vertra": ("vertra-25", VERTRA_KEYS, map_life("vertra", "appId", VERTRA_KEYS, _vertra_vars)),
+    # Phala: the app's key read before each seal, the whole set in one PATCH, a read seeing the CVM run again;
+    # a refresh reads the CVM and its allowed keys.
+    "phala": ("phala-200", KEYS, map_life("phala", "cvmId", KEYS, _cvm_vars, PHALA_ROUNDS)),
 }

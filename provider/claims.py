@@ -25,6 +25,9 @@ class Claim:
     scope: str
     keys: frozenset[str] = frozenset()
     exclusive: bool = False
+    conflict: str = ("is exclusive (owns the account's whole set) but '{peer}' manages variables of the same "
+                     "account: make one exclusive resource hold them all, or set exclusive to false")
+    """What an exclusive claim's owner is told beside another resource in its scope (`{peer}`: that one)."""
 
     def covers(self, key: str) -> bool:
         """Whether `key` is managed under this claim."""
@@ -54,10 +57,9 @@ class Claims:
                 if other_urn == urn or other.scope != claim.scope:
                     continue
                 if claim.exclusive or other.exclusive:
-                    owner, peer = ("this resource", other_urn) if claim.exclusive else (f"'{_name(other_urn)}'", urn)
-                    return [f"{owner} is exclusive (owns the account's whole set) but '{_name(peer)}' manages "
-                            "variables of the same account: make one exclusive resource hold them all, or set "
-                            "exclusive to false"]
+                    sole, owner, peer = ((claim, "this resource", other_urn) if claim.exclusive
+                                         else (other, f"'{_name(other_urn)}'", urn))
+                    return [f"{owner} {sole.conflict.format(peer=_name(peer))}"]
                 shared = sorted(claim.keys & other.keys)
                 if shared:
                     return [f"key {shared[0]!r} is also managed by '{_name(other_urn)}': manage each key in "

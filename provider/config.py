@@ -77,6 +77,8 @@ class Setting:
     their Check fails while it is unset."""
     placeholder: str = "VALUE"
     """What stands for the value in the `pulumi config set` command a failure suggests."""
+    addon: bool = False
+    """Whether it addresses an optional service beside the platform's API (a registrar), not the API itself."""
 
     @property
     def wire(self) -> str:

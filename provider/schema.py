@@ -13,13 +13,14 @@ from typing import Any
 from envvars_provider import VERSION
 from envvars_provider.config import settings
 from envvars_provider.registry import PLATFORMS, RESOURCES
-from envvars_provider.resources.base import STRING_MAP, Prop
+from envvars_provider.resources.base import STRING_LIST, STRING_MAP, Prop
 
 TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "boolean": {"type": "boolean"},
     "integer": {"type": "integer"},
     STRING_MAP: {"type": "object", "additionalProperties": {"type": "string"}},
+    STRING_LIST: {"type": "array", "items": {"type": "string"}},
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2, struct_pb2
 
-from envvars_provider import VERSION, engine_log
+from envvars_provider import VERSION, deadline, engine_log
 from envvars_provider import config as provider_config
 from envvars_provider.claims import Claims
 from envvars_provider.errors import PartialApply, ProviderError
@@ -103,15 +103,17 @@ class Provider(ResourceProviderServicer):
     @staticmethod
     def _guard(
         context: grpc.ServicerContext, what: str, call: Callable[[], T],
-        props: Properties | None = None, secrets: set[str] | None = None,
+        props: Properties | None = None, secrets: set[str] | None = None, timeout: float = 0.0,
     ) -> T:
-        """Run an operation; report provider errors to the engine as one clear message.
+        """Run an operation within the engine's `timeout` (seconds, 0 for none); report provider errors to the
+        engine as one clear message.
 
         A partial apply also carries the state reached, so the engine records the resource and
         the next `pulumi up` finishes the job instead of leaving an orphan.
         """
         try:
-            return call()
+            with deadline.within(timeout):
+                return call()
         except PartialApply as exc:
             from google.protobuf import any_pb2
             from google.rpc import code_pb2, status_pb2
@@ -210,7 +212,8 @@ class Provider(ResourceProviderServicer):
         if request.preview:
             preview = self._guard(context, what, lambda: resource.preview(None, inputs))
             return provider_pb2.CreateResponse(properties=props.encode(preview, secrets))
-        resource_id, state = self._guard(context, what, lambda: resource.create(inputs), props, secrets)
+        resource_id, state = self._guard(context, what, lambda: resource.create(inputs), props, secrets,
+                                         request.timeout)
         return provider_pb2.CreateResponse(id=resource_id, properties=props.encode(state, secrets))
 
     def Read(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -236,7 +239,7 @@ class Provider(ResourceProviderServicer):
             return provider_pb2.UpdateResponse(properties=props.encode(preview, secrets))
         others = self._claims.held
         state = self._guard(context, what, lambda: resource.update(request.id, olds, news, others), props,
-                            secrets)
+                            secrets, request.timeout)
         return provider_pb2.UpdateResponse(properties=props.encode(state, secrets))
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -244,7 +247,7 @@ class Provider(ResourceProviderServicer):
         state, _ = props.decode(request.properties)
         what = f"deleting {request.type} '{_name(request.urn)}'"
         others = self._claims.held
-        self._guard(context, what, lambda: resource.delete(request.id, state, others))
+        self._guard(context, what, lambda: resource.delete(request.id, state, others), timeout=request.timeout)
         return empty_pb2.Empty()
 
     def Cancel(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from envvars.rules import SetLimits
-from envvars_server import workloads
+from envvars_server import chain, clock, workloads
 from envvars_server.auth import BearerAuth
 from envvars_server.errors import install_error_handlers
 from envvars_server.faults import FaultInjector
@@ -30,10 +30,11 @@ def create_app(
     `options` reach every platform's `run` (`max_workloads_per_user`, `max_procs`, Vers' `vm_slots`).
     """
     store = SqliteStore(data_dir, set_limits)
+    server_clock = clock.Clock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(app, store, data_dir, options)
+        runtime = Runtime(app, store, data_dir, options, clock=server_clock)
         app.state.workloads = runtime.workloads
         with ExitStack() as running:
             for platform in PLATFORMS:
@@ -49,13 +50,20 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.store = store
+    app.state.clock = server_clock
+    app.state.chain = chain.Ledger(data_dir / "chain")
     envelopes = [platform.envelope for platform in PLATFORMS] + [workloads.ENVELOPE]
     for platform in PLATFORMS:
         for router in platform.routers:
             app.include_router(router)
     app.include_router(workloads.router)
+    app.include_router(chain.router)
+    if faults:
+        app.include_router(clock.router(workloads.PREFIX))
     install_error_handlers(app, envelopes)
-    workloads.document_platforms(app, [platform.name for platform in PLATFORMS])
+    workloads.document_platforms(app, [platform.name for platform in PLATFORMS],
+                                 {platform.name: platform.workload_options for platform in PLATFORMS
+                                  if platform.workload_options})
     # Outermost last: faults (tests only), auth before any body is read, the body limit, strict input.
     app.add_middleware(StrictInput, envelopes=envelopes)  # reads whole bodies: only inside the body limit
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, envelopes=envelopes)

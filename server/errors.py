@@ -15,13 +15,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 class ApiError(Exception):
-    """An error response: HTTP status, a message, and the platform's error code where it has codes."""
+    """An error response: HTTP status, a message, the platform's error code where it has codes, and fields the
+    platform adds to this error's body (`extra`, such as the details a client needs to go on)."""
 
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, extra: Mapping[str, Any] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.extra = dict(extra or {})
 
 
 class DomainError(Exception):
@@ -56,7 +58,9 @@ class Envelope:
     `token_header` is where its token is presented (`Authorization: Bearer <token>`, or the token
     alone in a header such as `X-API-Key`), and `invalid_token_code` the code of a token that is
     sent but unknown (`codes[401]` is that of a missing one); `translate` maps the shared
-    machinery's `DomainError`s to the platform's answers.
+    machinery's `DomainError`s to the platform's answers. With `validation_errors` a request the
+    route's models refuse (or a route raising `RequestValidationError`) is answered FastAPI's own way,
+    `{"detail": [{"loc", "msg", "type"}, ...]}` (`HTTPValidationError`), inputs left out.
     """
 
     prefix: str
@@ -66,6 +70,7 @@ class Envelope:
     token_header: str = "authorization"
     invalid_token_code: str | None = None
     translate: Callable[[DomainError], ApiError] | None = None
+    validation_errors: bool = False
 
     def owns(self, path: str) -> bool:
         """Whether `path` is under this prefix (a whole segment: `/api/v1` owns `/api/v1/x`, not `/api/v10`)."""
@@ -98,6 +103,12 @@ def describe_validation_error(errors: Sequence[Any]) -> str:
     if first.get("type") == "missing" and not where:
         return "request body is required"
     return f"{location}: {first.get('msg', 'invalid')}"
+
+
+def validation_detail(errors: Sequence[Any]) -> dict[str, Any]:
+    """FastAPI's `HTTPValidationError` body for `errors`, without the inputs (never echo a value)."""
+    return {"detail": [{"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "invalid")),
+                        "type": str(error.get("type", "value_error"))} for error in errors]}
 
 
 def error_body(envelopes: Sequence[Envelope], path: str, status: int, message: str,
@@ -151,7 +162,10 @@ def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
-        return render(request, exc.status, exc.message, code=exc.code)
+        if not exc.extra:
+            return render(request, exc.status, exc.message, code=exc.code)
+        body = error_body(envelopes, request.url.path, exc.status, exc.message, exc.code) | exc.extra
+        return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
@@ -162,6 +176,9 @@ def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
+        found = owner(envelopes, request.url.path)
+        if found is not None and found.validation_errors:
+            return JSONResponse(validation_detail(errors), status_code=found.validation_status)
         content_type = request.headers.get("content-type", "")
         media_type = content_type.partition(";")[0].strip().lower()
         sent_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers

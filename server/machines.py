@@ -315,8 +315,8 @@ class Machines:
                 raise BootFailed(f"{self.noun} {machine_id!r} failed to deploy: a phase before it failed; "
                                  "see the server log")
             env = dict(self.env_for(record))
+            machine.booted.clear()  # first: a request arriving now waits for the new boot instead of a stopped one
             machine.sandbox.stop()
-            machine.booted.clear()
             self._boot(machine, record, env, None, False)
         if record["state"] != "running":
             raise BootFailed(f"{self.noun} {machine_id!r} failed to boot again; see the server log")

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from envvars_server.at_rest import cipher_for
+from envvars_server.clock import Clock
 from envvars_server.errors import Envelope
 from envvars_server.machines import (
     DEFAULT_MAX_PER_USER,
@@ -31,7 +32,7 @@ from envvars_server.workloads import Workloads
 
 @dataclass(frozen=True)
 class Runtime:
-    """What a platform's machinery may use: the store, the data dir, and the server's options; where it
+    """What a platform's machinery may use: the store, the data dir, the server's options and clock; where it
     offers its workloads on the neutral surface (`workloads[name]`)."""
 
     app: FastAPI
@@ -39,6 +40,7 @@ class Runtime:
     data_dir: Path
     options: Mapping[str, Any] = field(default_factory=dict)
     workloads: dict[str, Workloads] = field(default_factory=dict)
+    clock: Clock = field(default_factory=Clock)
 
     def encrypt_at_rest(self, platform: str) -> None:
         """Seal `platform`'s values in the store from now on (AES-256-GCM under the data dir's key: `at_rest.py`)."""
@@ -49,11 +51,12 @@ class Runtime:
         return lambda record: self.store.get_vars(platform, record["owner_id"], record["id"])
 
     @contextmanager
-    def serving(self, machines: Machines, kind: str,
-                new_record: Callable[[str, str], dict[str, Any]]) -> Iterator[None]:
-        """Offer a platform's workloads on the neutral surface as `kind` (a new one's record from (owner, name)),
-        recover those of a previous run, and stop them all when the server stops."""
-        self.workloads[machines.platform] = Workloads(machines, kind, new_record)
+    def serving(self, machines: Machines, kind: str, new_record: Callable[..., dict[str, Any]],
+                options: Mapping[str, tuple[str, ...]] | None = None) -> Iterator[None]:
+        """Offer a platform's workloads on the neutral surface as `kind` (a new one's record from (owner, name) and
+        the `options` it takes, each with its values, the first the default), recover those of a previous run, and
+        stop them all when the server stops."""
+        self.workloads[machines.platform] = Workloads(machines, kind, new_record, options or {})
         machines.recover()
         try:
             yield
@@ -82,3 +85,6 @@ class Platform:
     routers: tuple[APIRouter, ...]
     run: Callable[[Runtime], AbstractContextManager[None]] | None = None
     """Started with the server and stopped with it (its workloads: recovered, then shut down)."""
+    workload_options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """What a new workload of the platform takes on the neutral surface besides its name, each option with its
+    values, the first the default (its `run` serves them with `Runtime.serving(..., options=...)`)."""

@@ -7,8 +7,8 @@ running, and addressed by an id in its platform's own format, so the platform's 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -33,11 +33,24 @@ STATUS: dict[type[DomainError], int] = {
 
 @dataclass(frozen=True)
 class Workloads:
-    """What a platform offers on this surface: its workloads, their kind, and a new record by (owner, name)."""
+    """What a platform offers on this surface: its workloads, their kind, a new record by (owner, name, and the
+    platform's options as keywords), and those options, each with the values it takes (the first the default)."""
 
     machines: Machines
     kind: str
-    new_record: Callable[[str, str], dict[str, Any]]
+    new_record: Callable[..., dict[str, Any]]
+    options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def chosen(self, platform: str, given: Mapping[str, Any]) -> dict[str, str]:
+        """Every option of a new workload: those `given`, the defaults for the rest; 400 for any other."""
+        for name, value in given.items():
+            if name not in self.options:
+                takes = ", ".join(sorted(self.options)) or "none"
+                raise ApiError(400, f"platform {platform!r} takes no option {name[:64]!r} (its options: {takes})")
+            if value not in self.options[name]:
+                raise ApiError(400, f"option {name!r} of platform {platform!r} is one of "
+                                    f"{', '.join(self.options[name])}")
+        return {name: given.get(name, values[0]) for name, values in self.options.items()}
 
 
 def render_error(status: int, code: str | None, message: str) -> dict[str, Any]:
@@ -60,16 +73,18 @@ class ErrorResponse(BaseModel):
 
 
 class NewWorkload(BaseModel):
-    """A workload to make."""
+    """A workload to make; a platform's options (see each property's description) may be given too."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     platform: StrictStr = Field(description="The platform it belongs to (its name, as in the API paths).")
     name: StrictStr = Field(min_length=1, max_length=128, description="A display name.")
 
 
-def document_platforms(app: FastAPI, names: Sequence[str]) -> None:
-    """Name the platforms `NewWorkload.platform` takes in the served document (an enum of the platform list),
-    so a request the document calls valid is one the server accepts."""
+def document_platforms(app: FastAPI, names: Sequence[str], options: Mapping[str, Mapping[str, tuple[str, ...]]]) \
+        -> None:
+    """Name the platforms `NewWorkload.platform` takes in the served document (an enum of the platform list), and
+    each platform's options (`options`: by platform, each option's values), so a request the document calls valid
+    is one the server accepts."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -77,6 +92,13 @@ def document_platforms(app: FastAPI, names: Sequence[str]) -> None:
         schema = document.get("components", {}).get("schemas", {}).get(NewWorkload.__name__)
         if schema is not None:
             schema["properties"]["platform"]["enum"] = list(names)
+            for platform, taken in options.items():
+                for name, values in taken.items():
+                    schema["properties"][name] = {"type": "string", "enum": list(values), "description": (
+                        f"Only with platform `{platform}` (default `{values[0]}`)")}
+                    schema.setdefault("dependentSchemas", {})[name] = {
+                        "properties": {"platform": {"const": platform}}}
+            schema["additionalProperties"] = False
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -126,7 +148,8 @@ def make(body: NewWorkload, user: str = Depends(current_user), hosts: dict[str, 
     host = hosts.get(body.platform)
     if host is None:
         raise ApiError(400, f"platform {body.platform!r} has no workloads here; known: {', '.join(sorted(hosts))}")
-    workload_id = host.machines.create(host.new_record(user, body.name))
+    options = host.chosen(body.platform, body.model_extra or {})
+    workload_id = host.machines.create(host.new_record(user, body.name, **options))
     return _shown(body.platform, host, host.machines.record(user, workload_id))
 
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from envvars_server.launch import ServerProcess
+from envvars_server.platforms import PLATFORMS
 from envvars_server.sandbox import IsolationUnavailable, Sandbox, check_isolation
 from tests.figures import (  # noqa: F401  (the reliability figures: collected from every worker, printed at the end)
     pytest_runtest_logreport,
@@ -20,17 +21,24 @@ from tests.figures import (  # noqa: F401  (the reliability figures: collected f
 from tests.plugin import Plugin, configured
 
 _users = itertools.count()
+# Headers other than `Authorization` that platforms take their token in (Phala's `X-API-Key`).
+TOKEN_HEADERS = sorted({p.envelope.token_header for p in PLATFORMS} - {"authorization"})
 CANARY = "ENVVARS_TEST_HOST_CANARY"  # set in the host's environment while a `sandbox` runs
 
 
 class Api(requests.Session):
-    """A requests session bound to the server's base URL, with one user's bearer token."""
+    """A requests session bound to the server's base URL, with one user's token, sent every platform's way."""
 
     def __init__(self, base_url: str, token: str | None):
         super().__init__()
         self.base_url = base_url
         if token is not None:
-            self.headers["Authorization"] = f"Bearer {token}"
+            self.use_token(token)
+
+    def use_token(self, token: str) -> None:
+        """Send `token` (a bearer token, and in each platform's own header) from now on."""
+        self.headers["Authorization"] = f"Bearer {token}"
+        self.headers.update({header: token for header in TOKEN_HEADERS})
 
     def request(self, method: str | bytes, url: str | bytes, *args, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", 60)

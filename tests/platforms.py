@@ -10,6 +10,7 @@ platform to these suites is one `Kit` subclass here and one line in `KITS`.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,11 +19,13 @@ from typing import Any, ClassVar
 
 import requests
 
+from envvars import sealed_env
 from envvars.envfile import PAM_LINE_MAX, login_alteration
 from envvars.rules.vertra import MAX_VARIABLES
 from envvars_server import workloads
 from envvars_server.errors import Envelope, owner
 from envvars_server.platforms import PLATFORMS
+from envvars_server.sandbox.agent import LOGIN_DEFAULTS
 from envvars_server.store import SqliteStore
 from tests.conftest import Api
 from tests.figures import scaled
@@ -52,6 +55,11 @@ def envelope_message(path: str, status: int, body: Any) -> str | None:
     found = envelope_of(path)
     if not isinstance(body, dict):
         return None
+    if found.validation_errors and status == found.validation_status:  # FastAPI's HTTPValidationError
+        detail = body.get("detail")
+        ok = list(body) == ["detail"] and isinstance(detail, list) and detail and all(
+            isinstance(item, dict) and set(item) == {"loc", "msg", "type"} for item in detail)
+        return str(detail[0]["msg"]) if ok else None
     strings = list(_strings(body))  # codes and messages may sit in nested objects (Sevalla's `data`)
     for message in strings:
         if any(found.body(status, message, code) == body for code in [None, *strings]):
@@ -90,6 +98,10 @@ class EnvSet:
     per_variable = False
     # The most variables the set may hold, where the platform limits it (Vertra: 25): the suites keep within it.
     max_vars: ClassVar[int | None] = None
+    # Whether every write sends the whole set, as the client last read it (Phala: a sealed set, no merge on the
+    # server): two clients writing at once would each drop the other's keys, so the suites' writers take turns
+    # (readers still read meanwhile, and every read must be one write's set, whole).
+    whole_set = False
 
     api: Api
     targets: dict[str, str]  # path parameters naming it (and a key in it)
@@ -136,6 +148,16 @@ class EnvSet:
     def key_params(self, key: str) -> dict[str, str]:
         """The path parameters naming the variable `key` (the key itself, or the variable's id)."""
         return {"key": key}
+
+    def key_urls(self, key: str) -> list[str]:
+        """The URLs of the routes that name a variable in their path (its key, or its id: `key_url`), aimed at
+        `key`'s; none where no route does (Phala: a set is written whole, so a key travels only in a body)."""
+        return [self.key_url(key)]
+
+    def sealed_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        """Writes that carry `key` only inside a sealed (encrypted) set, where the platform takes one: a key no
+        schema sees until the server opens it (Phala: a set naming just its other keys in `env_keys`)."""
+        return []
 
     def replace_request(self, variables: dict[str, str]) -> dict[str, Any] | None:
         """The request that replaces the whole set, where the platform has one."""
@@ -190,6 +212,12 @@ class Kit:
     # Whether a workload running when the server stopped boots again with the stored set (its set lived in memory
     # only, gone with it) rather than with the set of its last boot (kept on its disk).
     recovers_with_stored_set = False
+    # What another user's object named in a path answers (404 unless the platform documents otherwise).
+    foreign_status = 404
+    # Where every write is slow (each restarts the workload: Phala), the acknowledged writes a crash trial waits for
+    # before its kill, so that each kill still lands after that many; None: the kill lands at a random moment after
+    # the first, and the writer must have averaged 8 a crash (`tests/test_durability.py`).
+    writes_per_crash: int | None = None
 
     def fuzz_targets(self, api: Api) -> dict[str, str]:  # pragma: no cover
         """Live objects of the user for a fuzz run to aim at, by target name (`workload_target` among them)."""
@@ -686,11 +714,133 @@ class VertraKit(Kit):
                       lambda: None)
 
 
+# -- Phala: one sealed set per CVM, replaced whole by every update; the CVM restarts with it ----------------------
+
+class PhalaSet(EnvSet):
+    """A CVM's set. Phala never shows values, so the set is read where it is delivered: inside the CVM, once an
+    update is applied (every write sends all its keys as `env_keys`, so the CVM gets the whole stored set). A write
+    reads the set, changes it, seals all of it to the app's key and waits until the CVM runs with it."""
+
+    platform = "phala"
+    whole_set = True
+
+    def decode(self, response: requests.Response) -> dict[str, str]:
+        """The set a login in the CVM sees (its login defaults left out), or the one a write sent."""
+        sent: dict[str, str] | None = getattr(response, "sealed_set", None)
+        if sent is not None:
+            return sent
+        return {key: value for key, value in response.json()["vars"].items() if key not in LOGIN_DEFAULTS}
+
+    def cvm(self) -> dict[str, Any]:
+        response = self.api.get(self.write_url.removesuffix("/envs"))
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def settled(self) -> None:
+        """Wait until no update is being applied."""
+        deadline = time.monotonic() + 60
+        while self.cvm()["in_progress"]:
+            assert time.monotonic() < deadline, "an update of the CVM never finished"
+            time.sleep(0.01)
+
+    def write_request(self, variables: dict[str, str]) -> dict[str, Any]:
+        """The request that makes `variables` the whole set."""
+        blob = sealed_env.seal(self.cvm()["kms_info"]["encrypted_env_pubkey"], variables)
+        body = {"encrypted_env": blob, "env_keys": sorted(variables)}
+        return {"method": "PATCH", "url": self.write_url, "json": body}
+
+    def write(self, variables: dict[str, str]) -> requests.Response:
+        """Make `variables` the whole set (after any update in progress), and wait until the CVM runs with it."""
+        self.settled()
+        response = self.api.request(**self.write_request(variables))
+        if response.status_code == 202:
+            response.sealed_set = variables  # type: ignore[attr-defined]  (what `decode` answers for a write)
+            self.settled()
+        return response
+
+    def merge_request(self, variables: dict[str, str]) -> dict[str, Any]:
+        self.settled()
+        return self.write_request(self.get() | variables)
+
+    def merge(self, variables: dict[str, str]) -> requests.Response:
+        self.settled()
+        return self.write(self.get() | variables)
+
+    def acknowledged(self, response: requests.Response) -> bool:
+        return response.status_code == 202
+
+    def delete(self, key: str) -> requests.Response:
+        self.settled()
+        return self.write({name: value for name, value in self.get().items() if name != key})
+
+    def delete_answer(self, response: requests.Response) -> str:
+        return "idempotent" if response.status_code == 202 else "error"
+
+    def set_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        return [self.merge_request({"GOOD": "1", key: value})]
+
+    def key_urls(self, key: str) -> list[str]:
+        return []  # every route names the CVM, none a variable
+
+    def sealed_requests(self, key: str, value: str) -> list[dict[str, Any]]:
+        """The stored set and `key`, sealed, with the stored keys as `env_keys` (which alone a schema checks)."""
+        self.settled()
+        stored = self.get()
+        request = self.write_request(stored | {key: value})
+        request["json"]["env_keys"] = sorted(stored)
+        return [request]
+
+    def apply(self) -> str:
+        """Every update restarts the CVM with the set: it runs with it once the update is applied."""
+        assert self.workload is not None
+        self.settled()
+        return self.workload
+
+
+def no_key_url(key: str) -> str:
+    raise AssertionError(f"no route names the variable {key!r}: every write is the whole set (`key_urls`)")
+
+
+class PhalaKit(Kit):
+    name = "phala"
+    deletes_workloads = False  # neither Phala's env API nor the neutral surface deletes a CVM
+    recovers_with_stored_set = True  # a CVM's env lives in its memory only (a TEE's)
+    share = 0.02  # added last, within what is left of the 20 minutes: every write restarts the CVM (~0.3 s)
+    fuzz_aims = {"cvm_id": ("cvm",)}
+    workload_target = "cvm"
+    foreign_status = 403  # "CVM not in workspace", as Phala documents
+    writes_per_crash = 8  # each write waits for the CVM's restart
+
+    def fuzz_targets(self, api: Api) -> dict[str, str]:
+        """A running CVM."""
+        return {"cvm": self.new_workload(api)}
+
+    def env_set(self, api: Api) -> EnvSet:
+        cvm = make_workload(api, "phala")
+        return PhalaSet(api, {"cvm_id": cvm}, f"{WORKLOADS}/{cvm}/environment", f"/api/v1/cvms/{cvm}/envs",
+                        no_key_url, workload=cvm)
+
+    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+        """A CVM holding a secret (running with it), and a second one nobody else names."""
+        variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
+        sets = [self.env_set(api) for _ in range(2)]
+        for env_set in sets:
+            assert env_set.acknowledged(env_set.merge(variables))
+        cvm, hidden = (str(env_set.workload) for env_set in sets)
+        app_id = sets[1].cvm()["app_id"]  # type: ignore[attr-defined]
+
+        def unchanged() -> None:
+            for env_set in sets:
+                assert env_set.get() == variables
+
+        return Victim({"cvm_id": cvm}, {}, cvm, [*variables.values(), hidden, app_id], unchanged, lambda: None)
+
+
 def quote(key: str) -> str:
     return requests.utils.quote(key, safe="")
 
 
-KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit(), SevallaKit(), VertraKit())}
+KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit(), SevallaKit(), VertraKit(), PhalaKit())}
 
 
 def trials(name: str, normal: int, soak: int) -> int:

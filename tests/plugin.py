@@ -22,6 +22,7 @@ class Plugin:
     """`pulumi-resource-envvars` started like the engine starts it, with a connected stub."""
 
     def __init__(self, stderr_path: Path):
+        self.stderr_path = stderr_path
         self.stderr = stderr_path.open("w")
         self.process = subprocess.Popen([str(PLUGIN)], stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         assert self.process.stdout is not None
@@ -29,10 +30,16 @@ class Plugin:
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.stub = provider_pb2_grpc.ResourceProviderStub(self.channel)
 
-    def configure(self, url: str, token: str) -> None:
-        """Configure every platform's URL and token settings against one server and user."""
-        args = to_struct({setting.wire: url if setting.is_url else secret(token) for setting in settings()})
+    def configure(self, url: str, token: str, **extra: Any) -> None:
+        """Configure every platform's URL and token settings against one server and user (add-ons such as a
+        registrar only when given in `extra`, by wire name)."""
+        args = to_struct({**{setting.wire: url if setting.is_url else secret(token) for setting in settings()
+                             if not setting.addon}, **extra})
         self.stub.Configure(provider_pb2.ConfigureRequest(args=args, acceptSecrets=True))
+
+    def stderr_text(self) -> str:
+        """What the plugin wrote to stderr so far (its warnings, without an engine to send them to)."""
+        return self.stderr_path.read_text()
 
     def close(self) -> None:
         """Stop the plugin."""
@@ -45,11 +52,12 @@ class Plugin:
 
 
 @contextlib.contextmanager
-def configured(stderr_path: Path, url: str, token: str) -> Iterator[Plugin]:
-    """A plugin configured against one server and user (every platform's settings), stopped after the block."""
+def configured(stderr_path: Path, url: str, token: str, **extra: Any) -> Iterator[Plugin]:
+    """A plugin configured against one server and user (every platform's settings, and `extra`), stopped after
+    the block."""
     plugin = Plugin(stderr_path)
     try:
-        plugin.configure(url, token)
+        plugin.configure(url, token, **extra)
         yield plugin
     finally:
         plugin.close()

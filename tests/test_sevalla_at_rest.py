@@ -5,10 +5,13 @@ another variable's row refused, and where each flag takes effect (the build sees
 
 from __future__ import annotations
 
+import errno
 import mmap
+import os
 import sqlite3
 import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,21 +41,42 @@ def deploy(api: Api, app: str) -> None:
 def plaintext_hits(data_dir: Path, log: Path, needles: list[str]) -> dict[str, int]:
     """Every file under the data dir (DB, -wal, -shm, key, disks, logs...) and the server log that holds a needle.
 
-    Each file is mapped, not read (a workload's disk is a sparse image of a GiB), and searched once for each
-    distinct start of a needle (its first 6 bytes); only a file holding one is searched for each needle.
+    Each file is mapped, not read (a workload's disk is a sparse image of a GiB), and only its data is searched
+    (its holes read as NUL bytes, which no needle holds): once for each distinct start of a needle (its first 6
+    bytes), and only where one is, for each needle.
     """
+    assert all("\x00" not in needle for needle in needles), "a needle with a NUL byte could span a hole"
     starts = {needle.encode()[:6] for needle in needles}
     found: dict[str, int] = {}
     for path in [*sorted(data_dir.rglob("*")), log]:
         if not path.is_file() or path.is_symlink() or path.stat().st_size == 0:
             continue
         with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as content:
-            if all(content.find(start) < 0 for start in starts):
-                continue
-            count = sum(content.find(needle.encode()) >= 0 for needle in needles)
+            extents = [extent for extent in data_extents(file.fileno(), len(content))
+                       if any(holds(content, start, [extent]) for start in starts)]
+            count = sum(holds(content, needle.encode(), extents) for needle in needles)
         if count:
             found[str(path.relative_to(data_dir.parent))] = count
     return found
+
+
+def holds(content: mmap.mmap, needle: bytes, extents: list[tuple[int, int]]) -> bool:
+    return any(content.find(needle, start, end) >= 0 for start, end in extents)
+
+
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each run of data in a file, holes left out (the whole file where holes are not told)."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after `offset`
+                return
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, min(end, size)
+        offset = end
 
 
 def test_no_value_in_plaintext_in_any_file_through_writes_updates_a_deploy_and_a_restart(tmp_path: Path) -> None:

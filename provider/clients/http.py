@@ -85,10 +85,10 @@ class _SameOriginSession(requests.Session):
 
 
 class ApiSession:
-    """A bearer-authenticated JSON session against one base URL."""
+    """A token-authenticated JSON session against one base URL: a bearer token, or the token in `token_header`."""
 
     def __init__(self, base_url: str, token: str | None, error_reason: Any, auth_hint: str,
-                 retry: Retry | None = None):
+                 retry: Retry | None = None, token_header: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.error_reason = error_reason
         self.auth_hint = auth_hint
@@ -102,7 +102,8 @@ class ApiSession:
                                                    read=False, other=0)
         self.post_adapter = HTTPAdapter(max_retries=post_retry, pool_maxsize=32)
         if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+            self.session.headers.update({token_header: token} if token_header else
+                                        {"Authorization": f"Bearer {token}"})
         self.session.headers["User-Agent"] = "pulumi-resource-envvars"
 
     def call(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> requests.Response:

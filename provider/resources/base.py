@@ -17,7 +17,7 @@ from envvars_provider.config import Config, Setting
 from envvars_provider.names import camel
 from envvars_provider.values import UNKNOWN, has_unknown
 
-STRING, BOOLEAN, INTEGER, STRING_MAP = "string", "boolean", "integer", "map<string>"
+STRING, BOOLEAN, INTEGER, STRING_MAP, STRING_LIST = "string", "boolean", "integer", "map<string>", "list<string>"
 
 
 @dataclass(frozen=True)

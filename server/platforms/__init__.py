@@ -1,7 +1,7 @@
 """Every platform the server serves: one module (or package) per platform, one line each below."""
 
 from envvars_server.platform import Platform
-from envvars_server.platforms import hoody, sevalla, vers, vers_vm, vertra
+from envvars_server.platforms import hoody, phala, sevalla, vers, vers_vm, vertra
 
 VERS = Platform("vers", "Vers", vers.ENVELOPE, (vers.router, vers_vm.router), run=vers_vm.run)
 
@@ -11,4 +11,6 @@ SEVALLA = Platform("sevalla", "Sevalla", sevalla.ENVELOPE, (sevalla.router,), ru
 
 VERTRA = Platform("vertra", "Vertra", vertra.ENVELOPE, (vertra.router,), run=vertra.run)
 
-PLATFORMS: tuple[Platform, ...] = (VERS, HOODY, SEVALLA, VERTRA)
+PHALA = Platform("phala", "Phala", phala.ENVELOPE, (phala.router,), run=phala.run, workload_options=phala.OPTIONS)
+
+PLATFORMS: tuple[Platform, ...] = (VERS, HOODY, SEVALLA, VERTRA, PHALA)

@@ -14,6 +14,8 @@ if typing.TYPE_CHECKING:
     config = __config
     import pulumi_envvars.hoody as __hoody
     hoody = __hoody
+    import pulumi_envvars.phala as __phala
+    phala = __phala
     import pulumi_envvars.sevalla as __sevalla
     sevalla = __sevalla
     import pulumi_envvars.vers as __vers
@@ -23,6 +25,7 @@ if typing.TYPE_CHECKING:
 else:
     config = _utilities.lazy_import('pulumi_envvars.config')
     hoody = _utilities.lazy_import('pulumi_envvars.hoody')
+    phala = _utilities.lazy_import('pulumi_envvars.phala')
     sevalla = _utilities.lazy_import('pulumi_envvars.sevalla')
     vers = _utilities.lazy_import('pulumi_envvars.vers')
     vertra = _utilities.lazy_import('pulumi_envvars.vertra')
@@ -36,6 +39,14 @@ _utilities.register(
   "fqn": "pulumi_envvars.hoody",
   "classes": {
    "envvars:hoody:ContainerEnv": "ContainerEnv"
+  }
+ },
+ {
+  "pkg": "envvars",
+  "mod": "phala",
+  "fqn": "pulumi_envvars.phala",
+  "classes": {
+   "envvars:phala:CvmEnv": "CvmEnv"
   }
  },
  {

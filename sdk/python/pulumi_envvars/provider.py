@@ -21,6 +21,10 @@ class ProviderArgs:
     def __init__(__self__, *,
                  hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
                  hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_api_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_registrar_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_registrar_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_url: pulumi.Input[Optional[_builtins.str]] = None,
                  sevalla_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
@@ -32,6 +36,10 @@ class ProviderArgs:
 
         :param pulumi.Input[_builtins.str] hoody_token: Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
         :param pulumi.Input[_builtins.str] hoody_url: Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
+        :param pulumi.Input[_builtins.str] phala_api_key: API key of the Phala Cloud workspace (a secret, sent as `X-API-Key`). Falls back to PHALA_CLOUD_API_KEY.
+        :param pulumi.Input[_builtins.str] phala_registrar_token: Bearer token for the registrar (a secret). Falls back to PHALA_REGISTRAR_TOKEN.
+        :param pulumi.Input[_builtins.str] phala_registrar_url: URL of a compose-hash registrar, for CVMs whose KMS is on chain: a service that registers a compose hash on the app's contract (`POST` `{app_id, compose_hash}` answered by `{transaction_hash}`); the reference server's is `/_envvars/v1/chain/compose-hashes`. Unset, a change of a CVM's allowed keys that needs a registration fails naming the hash. Falls back to PHALA_REGISTRAR_URL.
+        :param pulumi.Input[_builtins.str] phala_url: Base URL of the Phala Cloud API (the provider adds `/api/v1/...`; a URL ending in `/api/v1` means the same). Falls back to PHALA_CLOUD_API_ENDPOINT.
         :param pulumi.Input[_builtins.str] sevalla_api_key: API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
         :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
@@ -47,6 +55,22 @@ class ProviderArgs:
             hoody_url = _utilities.get_env('HOODY_URL')
         if hoody_url is not None:
             pulumi.set(__self__, "hoody_url", hoody_url)
+        if phala_api_key is None:
+            phala_api_key = _utilities.get_env('PHALA_CLOUD_API_KEY')
+        if phala_api_key is not None:
+            pulumi.set(__self__, "phala_api_key", phala_api_key)
+        if phala_registrar_token is None:
+            phala_registrar_token = _utilities.get_env('PHALA_REGISTRAR_TOKEN')
+        if phala_registrar_token is not None:
+            pulumi.set(__self__, "phala_registrar_token", phala_registrar_token)
+        if phala_registrar_url is None:
+            phala_registrar_url = _utilities.get_env('PHALA_REGISTRAR_URL')
+        if phala_registrar_url is not None:
+            pulumi.set(__self__, "phala_registrar_url", phala_registrar_url)
+        if phala_url is None:
+            phala_url = (_utilities.get_env('PHALA_CLOUD_API_ENDPOINT') or 'https://cloud-api.phala.com')
+        if phala_url is not None:
+            pulumi.set(__self__, "phala_url", phala_url)
         if sevalla_api_key is None:
             sevalla_api_key = _utilities.get_env('SEVALLA_API_KEY')
         if sevalla_api_key is not None:
@@ -95,6 +119,54 @@ class ProviderArgs:
     @hoody_url.setter
     def hoody_url(self, value: pulumi.Input[Optional[_builtins.str]]):
         pulumi.set(self, "hoody_url", value)
+
+    @_builtins.property
+    @pulumi.getter(name="phalaApiKey")
+    def phala_api_key(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        API key of the Phala Cloud workspace (a secret, sent as `X-API-Key`). Falls back to PHALA_CLOUD_API_KEY.
+        """
+        return pulumi.get(self, "phala_api_key")
+
+    @phala_api_key.setter
+    def phala_api_key(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "phala_api_key", value)
+
+    @_builtins.property
+    @pulumi.getter(name="phalaRegistrarToken")
+    def phala_registrar_token(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Bearer token for the registrar (a secret). Falls back to PHALA_REGISTRAR_TOKEN.
+        """
+        return pulumi.get(self, "phala_registrar_token")
+
+    @phala_registrar_token.setter
+    def phala_registrar_token(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "phala_registrar_token", value)
+
+    @_builtins.property
+    @pulumi.getter(name="phalaRegistrarUrl")
+    def phala_registrar_url(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        URL of a compose-hash registrar, for CVMs whose KMS is on chain: a service that registers a compose hash on the app's contract (`POST` `{app_id, compose_hash}` answered by `{transaction_hash}`); the reference server's is `/_envvars/v1/chain/compose-hashes`. Unset, a change of a CVM's allowed keys that needs a registration fails naming the hash. Falls back to PHALA_REGISTRAR_URL.
+        """
+        return pulumi.get(self, "phala_registrar_url")
+
+    @phala_registrar_url.setter
+    def phala_registrar_url(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "phala_registrar_url", value)
+
+    @_builtins.property
+    @pulumi.getter(name="phalaUrl")
+    def phala_url(self) -> pulumi.Input[Optional[_builtins.str]]:
+        """
+        Base URL of the Phala Cloud API (the provider adds `/api/v1/...`; a URL ending in `/api/v1` means the same). Falls back to PHALA_CLOUD_API_ENDPOINT.
+        """
+        return pulumi.get(self, "phala_url")
+
+    @phala_url.setter
+    def phala_url(self, value: pulumi.Input[Optional[_builtins.str]]):
+        pulumi.set(self, "phala_url", value)
 
     @_builtins.property
     @pulumi.getter(name="sevallaApiKey")
@@ -177,6 +249,10 @@ class Provider(pulumi.ProviderResource):
                  opts: Optional[pulumi.ResourceOptions] = None,
                  hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
                  hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_api_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_registrar_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_registrar_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_url: pulumi.Input[Optional[_builtins.str]] = None,
                  sevalla_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
@@ -191,6 +267,10 @@ class Provider(pulumi.ProviderResource):
         :param pulumi.ResourceOptions opts: Options for the resource.
         :param pulumi.Input[_builtins.str] hoody_token: Bearer token for the Hoody API (a secret). Falls back to HOODY_TOKEN.
         :param pulumi.Input[_builtins.str] hoody_url: Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
+        :param pulumi.Input[_builtins.str] phala_api_key: API key of the Phala Cloud workspace (a secret, sent as `X-API-Key`). Falls back to PHALA_CLOUD_API_KEY.
+        :param pulumi.Input[_builtins.str] phala_registrar_token: Bearer token for the registrar (a secret). Falls back to PHALA_REGISTRAR_TOKEN.
+        :param pulumi.Input[_builtins.str] phala_registrar_url: URL of a compose-hash registrar, for CVMs whose KMS is on chain: a service that registers a compose hash on the app's contract (`POST` `{app_id, compose_hash}` answered by `{transaction_hash}`); the reference server's is `/_envvars/v1/chain/compose-hashes`. Unset, a change of a CVM's allowed keys that needs a registration fails naming the hash. Falls back to PHALA_REGISTRAR_URL.
+        :param pulumi.Input[_builtins.str] phala_url: Base URL of the Phala Cloud API (the provider adds `/api/v1/...`; a URL ending in `/api/v1` means the same). Falls back to PHALA_CLOUD_API_ENDPOINT.
         :param pulumi.Input[_builtins.str] sevalla_api_key: API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
         :param pulumi.Input[_builtins.str] sevalla_url: Base URL of the Sevalla API (the provider adds `/v3/...`; a URL ending in `/v3` means the same). Falls back to SEVALLA_URL.
         :param pulumi.Input[_builtins.str] vers_api_key: API key for the Vers orchestrator (a secret). Falls back to VERS_API_KEY.
@@ -224,6 +304,10 @@ class Provider(pulumi.ProviderResource):
                  opts: Optional[pulumi.ResourceOptions] = None,
                  hoody_token: pulumi.Input[Optional[_builtins.str]] = None,
                  hoody_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_api_key: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_registrar_token: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_registrar_url: pulumi.Input[Optional[_builtins.str]] = None,
+                 phala_url: pulumi.Input[Optional[_builtins.str]] = None,
                  sevalla_api_key: pulumi.Input[Optional[_builtins.str]] = None,
                  sevalla_url: pulumi.Input[Optional[_builtins.str]] = None,
                  vers_api_key: pulumi.Input[Optional[_builtins.str]] = None,
@@ -245,6 +329,18 @@ class Provider(pulumi.ProviderResource):
             if hoody_url is None:
                 hoody_url = _utilities.get_env('HOODY_URL')
             __props__.__dict__["hoody_url"] = hoody_url
+            if phala_api_key is None:
+                phala_api_key = _utilities.get_env('PHALA_CLOUD_API_KEY')
+            __props__.__dict__["phala_api_key"] = None if phala_api_key is None else pulumi.Output.secret(phala_api_key)
+            if phala_registrar_token is None:
+                phala_registrar_token = _utilities.get_env('PHALA_REGISTRAR_TOKEN')
+            __props__.__dict__["phala_registrar_token"] = None if phala_registrar_token is None else pulumi.Output.secret(phala_registrar_token)
+            if phala_registrar_url is None:
+                phala_registrar_url = _utilities.get_env('PHALA_REGISTRAR_URL')
+            __props__.__dict__["phala_registrar_url"] = phala_registrar_url
+            if phala_url is None:
+                phala_url = (_utilities.get_env('PHALA_CLOUD_API_ENDPOINT') or 'https://cloud-api.phala.com')
+            __props__.__dict__["phala_url"] = phala_url
             if sevalla_api_key is None:
                 sevalla_api_key = _utilities.get_env('SEVALLA_API_KEY')
             __props__.__dict__["sevalla_api_key"] = None if sevalla_api_key is None else pulumi.Output.secret(sevalla_api_key)
@@ -276,6 +372,22 @@ class Provider(pulumi.ProviderResource):
         Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
         """
         return pulumi.get(self, "hoody_url")
+
+    @_builtins.property
+    @pulumi.getter(name="phalaRegistrarUrl")
+    def phala_registrar_url(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        URL of a compose-hash registrar, for CVMs whose KMS is on chain: a service that registers a compose hash on the app's contract (`POST` `{app_id, compose_hash}` answered by `{transaction_hash}`); the reference server's is `/_envvars/v1/chain/compose-hashes`. Unset, a change of a CVM's allowed keys that needs a registration fails naming the hash. Falls back to PHALA_REGISTRAR_URL.
+        """
+        return pulumi.get(self, "phala_registrar_url")
+
+    @_builtins.property
+    @pulumi.getter(name="phalaUrl")
+    def phala_url(self) -> pulumi.Output[Optional[_builtins.str]]:
+        """
+        Base URL of the Phala Cloud API (the provider adds `/api/v1/...`; a URL ending in `/api/v1` means the same). Falls back to PHALA_CLOUD_API_ENDPOINT.
+        """
+        return pulumi.get(self, "phala_url")
 
     @_builtins.property
     @pulumi.getter(name="sevallaUrl")

@@ -24,6 +24,26 @@ hoodyUrl: Optional[str]
 Base URL of the Hoody API (there is no default). Falls back to HOODY_URL.
 """
 
+phalaApiKey: Optional[str]
+"""
+API key of the Phala Cloud workspace (a secret, sent as `X-API-Key`). Falls back to PHALA_CLOUD_API_KEY.
+"""
+
+phalaRegistrarToken: Optional[str]
+"""
+Bearer token for the registrar (a secret). Falls back to PHALA_REGISTRAR_TOKEN.
+"""
+
+phalaRegistrarUrl: Optional[str]
+"""
+URL of a compose-hash registrar, for CVMs whose KMS is on chain: a service that registers a compose hash on the app's contract (`POST` `{app_id, compose_hash}` answered by `{transaction_hash}`); the reference server's is `/_envvars/v1/chain/compose-hashes`. Unset, a change of a CVM's allowed keys that needs a registration fails naming the hash. Falls back to PHALA_REGISTRAR_URL.
+"""
+
+phalaUrl: str
+"""
+Base URL of the Phala Cloud API (the provider adds `/api/v1/...`; a URL ending in `/api/v1` means the same). Falls back to PHALA_CLOUD_API_ENDPOINT.
+"""
+
 sevallaApiKey: Optional[str]
 """
 API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.

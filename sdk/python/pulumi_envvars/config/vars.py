@@ -35,6 +35,34 @@ class _ExportableConfig(types.ModuleType):
         return __config__.get('hoodyUrl') or _utilities.get_env('HOODY_URL')
 
     @_builtins.property
+    def phala_api_key(self) -> Optional[str]:
+        """
+        API key of the Phala Cloud workspace (a secret, sent as `X-API-Key`). Falls back to PHALA_CLOUD_API_KEY.
+        """
+        return __config__.get('phalaApiKey') or _utilities.get_env('PHALA_CLOUD_API_KEY')
+
+    @_builtins.property
+    def phala_registrar_token(self) -> Optional[str]:
+        """
+        Bearer token for the registrar (a secret). Falls back to PHALA_REGISTRAR_TOKEN.
+        """
+        return __config__.get('phalaRegistrarToken') or _utilities.get_env('PHALA_REGISTRAR_TOKEN')
+
+    @_builtins.property
+    def phala_registrar_url(self) -> Optional[str]:
+        """
+        URL of a compose-hash registrar, for CVMs whose KMS is on chain: a service that registers a compose hash on the app's contract (`POST` `{app_id, compose_hash}` answered by `{transaction_hash}`); the reference server's is `/_envvars/v1/chain/compose-hashes`. Unset, a change of a CVM's allowed keys that needs a registration fails naming the hash. Falls back to PHALA_REGISTRAR_URL.
+        """
+        return __config__.get('phalaRegistrarUrl') or _utilities.get_env('PHALA_REGISTRAR_URL')
+
+    @_builtins.property
+    def phala_url(self) -> str:
+        """
+        Base URL of the Phala Cloud API (the provider adds `/api/v1/...`; a URL ending in `/api/v1` means the same). Falls back to PHALA_CLOUD_API_ENDPOINT.
+        """
+        return __config__.get('phalaUrl') or (_utilities.get_env('PHALA_CLOUD_API_ENDPOINT') or 'https://cloud-api.phala.com')
+
+    @_builtins.property
     def sevalla_api_key(self) -> Optional[str]:
         """
         API key for the Sevalla API (a secret). Falls back to SEVALLA_API_KEY.
