@@ -54,10 +54,9 @@ class BearerAuth:
         token = self._token(envelope, scope["headers"])
         user = self.store.user_for_token(token) if token else None
         if user is None:
-            challenge = b"Bearer" if envelope.token_header == "authorization" else envelope.token_header.encode()
             code = envelope.invalid_token_code if token else None
             await send_error(send, self.envelopes, path, 401, unauthorized(envelope, bool(token)),
-                             [(b"www-authenticate", challenge), *unread_body(scope)], code=code)
+                             [(b"www-authenticate", envelope.challenge.encode()), *unread_body(scope)], code=code)
             return
         scope.setdefault("state", {})["user_id"] = user
         await self.app(scope, receive, send)

@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials
 
 from envvars_server.auth import bearer_scheme
+from envvars_server.errors import Envelope
 from envvars_server.machines import Machines
 from envvars_server.store import Store
 
@@ -24,6 +25,22 @@ async def current_user(
 ) -> str:
     """The id of the user the request's token belongs to (set by `auth.BearerAuth`)."""
     return str(request.state.user_id)
+
+
+def user_of(envelope: Envelope) -> Callable[..., Awaitable[str]]:
+    """`current_user` for a platform's routes, documenting where its envelope takes the token: the bearer
+    scheme, or an API key in the platform's own header (its `token_header`), so that the served document
+    tells clients (and the fuzzer) the truth."""
+    if envelope.token_header == "authorization":
+        return current_user
+    scheme = APIKeyHeader(name=envelope.token_header, auto_error=False,
+                          scheme_name=envelope.token_header.replace("-", "_") + "_auth")
+
+    async def user(request: Request, _key: str | None = Depends(scheme)) -> str:
+        """The id of the user the request's token belongs to (set by `auth.BearerAuth`)."""
+        return str(request.state.user_id)
+
+    return user
 
 
 async def store_of(request: Request) -> Store:

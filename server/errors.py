@@ -76,6 +76,11 @@ class Envelope:
         """Whether `path` is under this prefix (a whole segment: `/api/v1` owns `/api/v1/x`, not `/api/v10`)."""
         return path == self.prefix or path.startswith(self.prefix.rstrip("/") + "/")
 
+    @property
+    def challenge(self) -> str:
+        """The `WWW-Authenticate` of its 401: `Bearer`, or the header its token goes in."""
+        return "Bearer" if self.token_header == "authorization" else self.token_header
+
     def body(self, status: int, message: str, code: str | None = None) -> dict[str, Any]:
         """The error body, with the status's default code when none is given."""
         return self.render(status, code or self.codes.get(status), message)
@@ -106,8 +111,13 @@ def describe_validation_error(errors: Sequence[Any]) -> str:
 
 
 def validation_detail(errors: Sequence[Any]) -> dict[str, Any]:
-    """FastAPI's `HTTPValidationError` body for `errors`, without the inputs (never echo a value)."""
-    return {"detail": [{"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "invalid")),
+    """FastAPI's `HTTPValidationError` body for `errors`, without the inputs (never echo a value); a body
+    that is not JSON says why in its `msg` (FastAPI keeps the reason in `ctx`, left out here with the inputs)."""
+    def message(error: Any) -> str:
+        reason = error.get("ctx", {}).get("error") if error.get("type") == "json_invalid" else None
+        return f"{error.get('msg', 'invalid')}: {reason}" if reason else str(error.get("msg", "invalid"))
+
+    return {"detail": [{"loc": list(error.get("loc", ())), "msg": message(error),
                         "type": str(error.get("type", "value_error"))} for error in errors]}
 
 
@@ -173,27 +183,34 @@ def install_error_handlers(app: FastAPI, envelopes: Sequence[Envelope]) -> None:
         error = found.translate(exc) if found and found.translate else ApiError(500, exc.message)
         return render(request, error.status, error.message, code=error.code)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        errors = exc.errors()
+    def refused(request: Request, errors: Sequence[Any], message: str | None = None) -> Response:
+        """A request refused as invalid: FastAPI's `HTTPValidationError` where the owning envelope answers
+        that way, else `message` (or what `errors` say) in the envelope, with its validation status."""
         found = owner(envelopes, request.url.path)
         if found is not None and found.validation_errors:
             return JSONResponse(validation_detail(errors), status_code=found.validation_status)
+        return render(request, validation_status(request), message or describe_validation_error(errors))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
         content_type = request.headers.get("content-type", "")
         media_type = content_type.partition(";")[0].strip().lower()
         sent_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
         if sent_body and errors and errors[0].get("loc", ("",))[0] == "body" and media_type != "application/json":
             message = f"request body must be JSON sent with Content-Type: application/json, not {content_type!r}"
-            return render(request, validation_status(request), message)
-        return render(request, validation_status(request), describe_validation_error(errors))
+            return refused(request, errors, message)
+        return refused(request, errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         headers = dict(exc.headers or {})
         if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError | UnicodeDecodeError):
-            # FastAPI's own "There was an error parsing the body", made specific.
+            # FastAPI's own "There was an error parsing the body", made specific and refused like any body
+            # that is not JSON (FastAPI's `json_invalid`): the owning envelope's validation status and shape.
             reason = "nested too deeply" if isinstance(exc.__cause__, RecursionError) else "not valid UTF-8"
-            return render(request, 400, f"request body is not valid JSON: {reason}")
+            return refused(request, [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
+                                      "ctx": {"error": reason}}])
         if exc.status_code == 405:
             # RFC 9110: a 405 lists every method the path allows (Starlette names only one route's).
             headers["Allow"] = allowed_methods(request)

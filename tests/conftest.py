@@ -21,8 +21,20 @@ from tests.figures import (  # noqa: F401  (the reliability figures: collected f
 from tests.plugin import Plugin, configured
 
 _users = itertools.count()
-# Headers other than `Authorization` that platforms take their token in (Phala's `X-API-Key`).
-TOKEN_HEADERS = sorted({p.envelope.token_header for p in PLATFORMS} - {"authorization"})
+# Where platforms take their token (`Envelope.token_header`): `Authorization`, and headers of their own
+# (Phala's `X-API-Key`).
+TOKEN_HEADERS = sorted({p.envelope.token_header for p in PLATFORMS} | {"authorization"})
+
+
+def credential(token_header: str, token: str) -> dict[str, str]:
+    """`token` presented where a platform whose envelope's `token_header` is `token_header` reads it:
+    `Authorization: Bearer <token>`, or the bare token in the platform's own header."""
+    return {"Authorization": f"Bearer {token}"} if token_header == "authorization" else {token_header: token}
+
+
+def credentials(token: str) -> dict[str, str]:
+    """`token` presented every platform's way."""
+    return {name: value for header in TOKEN_HEADERS for name, value in credential(header, token).items()}
 CANARY = "ENVVARS_TEST_HOST_CANARY"  # set in the host's environment while a `sandbox` runs
 
 
@@ -37,8 +49,7 @@ class Api(requests.Session):
 
     def use_token(self, token: str) -> None:
         """Send `token` (a bearer token, and in each platform's own header) from now on."""
-        self.headers["Authorization"] = f"Bearer {token}"
-        self.headers.update({header: token for header in TOKEN_HEADERS})
+        self.headers.update(credentials(token))
 
     def request(self, method: str | bytes, url: str | bytes, *args, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", 60)

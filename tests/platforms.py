@@ -228,6 +228,11 @@ class Kit:
         than that the object itself is gone."""
         return False
 
+    def fuzz_refused_for_state(self, response: requests.Response) -> bool:
+        """Whether a schema-valid fuzz case's refusal is for what only the object aimed at makes valid (what no
+        schema can say: Phala's blob sealed to the CVM's own key), not a schema the server fails to keep."""
+        return False
+
     def new_workload(self, api: Api) -> str:
         """A new running workload of the user (after a case deleted the one aimed at)."""
         return make_workload(api, self.name)
@@ -807,13 +812,23 @@ class PhalaKit(Kit):
     recovers_with_stored_set = True  # a CVM's env lives in its memory only (a TEE's)
     share = 0.02  # added last, within what is left of the 20 minutes: every write restarts the CVM (~0.3 s)
     fuzz_aims = {"cvm_id": ("cvm",)}
+    fuzz_body_aims = {"encrypted_env": "blob"}  # a blob opens only with the CVM's key: no fuzzed one does
     workload_target = "cvm"
     foreign_status = 403  # "CVM not in workspace", as Phala documents
     writes_per_crash = 8  # each write waits for the CVM's restart
 
     def fuzz_targets(self, api: Api) -> dict[str, str]:
-        """A running CVM."""
-        return {"cvm": self.new_workload(api)}
+        """A running CVM, and a set sealed to its key."""
+        cvm = self.new_workload(api)
+        public = api.get(f"/api/v1/cvms/{cvm}").json()["kms_info"]["encrypted_env_pubkey"]
+        return {"cvm": cvm, "blob": sealed_env.seal(public, {"FUZZ": "fuzz"})}
+
+    def fuzz_refused_for_state(self, response: requests.Response) -> bool:
+        """A 422 about the sealed blob only: a blob opens only with the CVM's own key, which no fuzzed one is
+        sealed to."""
+        detail = response.json().get("detail") if response.status_code == 422 else None
+        return isinstance(detail, list) and bool(detail) and all(
+            isinstance(item, dict) and item.get("loc") == ["body", "encrypted_env"] for item in detail)
 
     def env_set(self, api: Api) -> EnvSet:
         cvm = make_workload(api, "phala")

@@ -1,7 +1,10 @@
 """Every route of every platform, from the OpenAPI document: no token, malformed tokens, another user's token.
 
-Without a valid token every route answers 401 in the platform's envelope with `WWW-Authenticate:
-Bearer` (the missing and the invalid token told apart where the platform has codes). With another
+Without a valid token every route answers 401 in the platform's envelope with its challenge
+(`WWW-Authenticate: Bearer`, or the header its token goes in: `Envelope.challenge`), the missing and
+the invalid token told apart where the platform has codes. The malformed tokens are sent where the
+platform takes its token (`Authorization: Bearer`, or the bare token in its own header), and a valid
+token sent only where other platforms take theirs is a missing one. With another
 user's token a route answers as documented and never with the victim's data: the victim holds a
 secret and objects on every platform (`tests/platforms.py`: Vers VMs and a commit, Hoody containers,
 and their workloads on the neutral surface); each of them named is that user's 404 in the owning
@@ -28,8 +31,8 @@ import requests
 from envvars_server.auth import unauthorized
 from envvars_server.launch import ServerProcess
 from envvars_server.store import DB_FILE, SqliteStore, hash_token
-from tests import openapi_doc, platforms
-from tests.conftest import Api
+from tests import conftest, openapi_doc, platforms
+from tests.conftest import TOKEN_HEADERS, Api
 from tests.figures import figure
 
 OPERATIONS = openapi_doc.operations()
@@ -72,7 +75,7 @@ def tally() -> Iterator[None]:
     """The module's figure, once all its requests ran."""
     yield
     figure("auth and isolation", requests=_tally["requests"], operations=len(OPERATIONS),
-           platforms=len(platforms.NAMES), malformed_credentials=len(MALFORMED),
+           platforms=len(platforms.NAMES), credential_cases=len(CREDENTIALED),
            victim_data_seen=_tally["victim_data_seen"])
 
 
@@ -101,41 +104,68 @@ def request_for(method: str, path: str, victim: Victim, aim: str = "default") ->
     return request
 
 
-MALFORMED = {
-    "no header": None,
-    "empty": "",
-    "scheme only": "Bearer",
-    "scheme and space": "Bearer ",
-    "basic": "Basic dXNlcjpwYXNz",
-    "token without scheme": "{token}",
-    "other scheme": "Token {token}",
-    "truncated": "Bearer {token_truncated}",
-    "extended": "Bearer {token}x",
-    "stored digest as token": "Bearer {digest}",
-    "unknown well-formed": "Bearer evt_" + "A" * 43,
-    "latin-1 junk": "Bearer \xe9\xff",
+# Credentials that are not a valid token, by where the platform takes its token (`Envelope.token_header`):
+# the header's value (None: no header) and whether a token is sent in it (the invalid token told apart from
+# the missing one where the platform has codes). `{token}` is the victim's token, `{token_truncated}` it
+# without its last character, `{digest}` its stored SHA-256.
+BEARER: dict[str, tuple[str | None, bool]] = {  # `Authorization: Bearer <token>`
+    "no header": (None, False),
+    "empty": ("", False),
+    "scheme only": ("Bearer", False),
+    "scheme and space": ("Bearer ", False),
+    "basic": ("Basic dXNlcjpwYXNz", False),
+    "token without scheme": ("{token}", False),
+    "other scheme": ("Token {token}", False),
+    "truncated": ("Bearer {token_truncated}", True),
+    "extended": ("Bearer {token}x", True),
+    "stored digest as token": ("Bearer {digest}", True),
+    "unknown well-formed": ("Bearer evt_" + "A" * 43, True),
+    "latin-1 junk": ("Bearer \xe9\xff", True),
 }
+# The bare token in a header of the platform's own: the same invalid tokens, with no scheme, and the token with one.
+OWN_HEADER: dict[str, tuple[str | None, bool]] = {
+    "no header": (None, False), "empty": ("", False), "token with a scheme": ("Bearer {token}", True),
+    **{name: (value.removeprefix("Bearer "), True) for name, (value, sent) in BEARER.items() if sent and value},
+}
+ELSEWHERE = "valid token in another platform's header"  # every way the platforms take one but the route's own
 
 
-@pytest.mark.parametrize("credential", list(MALFORMED), ids=list(MALFORMED))
-@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def malformed(path: str) -> list[str]:
+    """The credentials tried on an operation: its platform's way's, and its valid token sent every other way."""
+    own = platforms.envelope_of(path).token_header
+    elsewhere = [ELSEWHERE] if set(TOKEN_HEADERS) - {own} else []
+    return [*(BEARER if own == "authorization" else OWN_HEADER), *elsewhere]
+
+
+def presented(path: str, credential: str, token: str) -> tuple[dict[str, bytes], bool]:
+    """The headers sending `credential` to an operation on `path`, and whether they send it a token."""
+    own = platforms.envelope_of(path).token_header
+    if credential == ELSEWHERE:
+        return {name: value.encode("latin-1") for header in TOKEN_HEADERS if header != own
+                for name, value in conftest.credential(header, token).items()}, False
+    template, sent = (BEARER if own == "authorization" else OWN_HEADER)[credential]
+    if template is None:
+        return {}, sent
+    value = template.format(token=token, token_truncated=token[:-1], digest=hash_token(token))
+    return {"Authorization" if own == "authorization" else own: value.encode("latin-1")}, sent
+
+
+CREDENTIALED = [(m, p, credential) for m, p in OPERATIONS for credential in malformed(p)]
+
+
+@pytest.mark.parametrize(("method", "path", "credential"), CREDENTIALED,
+                         ids=[f"{m} {p}-{credential}" for m, p, credential in CREDENTIALED])
 def test_without_a_valid_token_every_route_is_401(server: ServerProcess, victim: Victim, method: str, path: str,
                                                   credential: str) -> None:
-    template = MALFORMED[credential]
-    headers = {}
-    if template is not None:
-        headers["Authorization"] = template.format(token=victim.token, token_truncated=victim.token[:-1],
-                                                   digest=hash_token(victim.token)).encode("latin-1")
+    headers, sent = presented(path, credential, victim.token)
     request = request_for(method, path, victim)
     response = requests.request(**request | {"url": server.url + request["url"]}, headers=headers, timeout=60)
     _tally["requests"] += 1
     assert response.status_code == 401, response.text
     found = platforms.envelope_of(path)
-    sent = bool(template and template.format(token="x", token_truncated="x", digest="x").partition(" ")[2].strip()
-                and template.lower().startswith("bearer"))
     code = found.invalid_token_code if sent else None
     assert response.json() == found.body(401, unauthorized(found, sent), code)
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["WWW-Authenticate"] == found.challenge
     assert 401 in openapi_doc.documented_statuses(method, path)
 
 

@@ -30,7 +30,7 @@ from envvars import sealed_env
 from envvars.rules import key_violation, value_violation
 from envvars.rules.phala import RULES
 from envvars_server.chain import Ledger, plain_hash
-from envvars_server.deps import current_user, machines_of, store_of
+from envvars_server.deps import machines_of, store_of, user_of
 from envvars_server.errors import ApiError, DomainError, Envelope, translator
 from envvars_server.kms import Kms
 from envvars_server.machines import (
@@ -256,7 +256,7 @@ def phase_error(kind: tuple[int, str, str], why: str, details: Mapping[str, Any]
 class Cvms:
     """One user's view of the CVMs."""
 
-    def __init__(self, user: str = Depends(current_user), machines: Machines = Depends(cvms_of),
+    def __init__(self, user: str = Depends(user_of(ENVELOPE)), machines: Machines = Depends(cvms_of),
                  store: Store = Depends(store_of), service: Service = Depends(service_of)):
         self.user = user
         self.machines = machines
