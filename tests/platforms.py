@@ -209,6 +209,8 @@ class Kit:
     # The share of the slow suites' trials (crash trials, concurrent writes, fuzz cases of its own routes) this
     # platform runs in `make test` (the soak setting runs them all): `make test` must stay well under 20 minutes.
     share = 1.0
+    # Its share of the fuzz cases on its own routes, where those cost less than its other trials (None: `share`).
+    fuzz_share: float | None = None
     # Whether a workload running when the server stopped boots again with the stored set (its set lived in memory
     # only, gone with it) rather than with the set of its last boot (kept on its disk).
     recovers_with_stored_set = False
@@ -811,6 +813,7 @@ class PhalaKit(Kit):
     deletes_workloads = False  # neither Phala's env API nor the neutral surface deletes a CVM
     recovers_with_stored_set = True  # a CVM's env lives in its memory only (a TEE's)
     share = 0.02  # added last, within what is left of the 20 minutes: every write restarts the CVM (~0.3 s)
+    fuzz_share = 0.25  # most fuzz cases are refused before any restart (only a blob sealed to the CVM opens)
     fuzz_aims = {"cvm_id": ("cvm",)}
     fuzz_body_aims = {"encrypted_env": "blob"}  # a blob opens only with the CVM's key: no fuzzed one does
     workload_target = "cvm"
@@ -858,10 +861,12 @@ def quote(key: str) -> str:
 KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit(), SevallaKit(), VertraKit(), PhalaKit())}
 
 
-def trials(name: str, normal: int, soak: int) -> int:
-    """How many trials of a slow suite the platform `name` runs: its kit's share of `normal` in `make test`, `soak`
-    in `make soak`."""
-    return scaled(max(1, round(normal * kit(name).share)), soak)
+def trials(name: str, normal: int, soak: int, *, fuzz: bool = False) -> int:
+    """How many trials of a slow suite (`fuzz`: fuzz cases) the platform `name` runs: its kit's share of `normal` in
+    `make test`, `soak` in `make soak`."""
+    found = kit(name)
+    share = found.fuzz_share if fuzz and found.fuzz_share is not None else found.share
+    return scaled(max(1, round(normal * share)), soak)
 
 
 def kit(name: str) -> Kit:

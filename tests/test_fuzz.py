@@ -81,7 +81,7 @@ CASES = scaled(100, 2000)
 def cases_for(path: str) -> int:
     """The cases a run of an operation gets: CASES, or on a platform's own routes its kit's share of 200 [2,000]."""
     platform = platforms.platform_of(path)
-    return CASES if platform is None else platforms.trials(platform, 200, 2000)
+    return CASES if platform is None else platforms.trials(platform, 200, 2000, fuzz=True)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection, positive_data_acceptance]
 MAX_UNDELETABLE = 3  # workloads a run of POST /_envvars/v1/workloads may make of a platform that cannot delete them
