@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml scripts/install-system-deps.s
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e sdk/python
 	touch $@
 
-engine: ## the pinned Pulumi CLI and Python language host, built once into the user's cache
+engine: ## the pinned Pulumi CLI and its Python, Node.js, Go and YAML language hosts, built once into the user's cache
 	scripts/build-pulumi.sh >/dev/null
 
 demo: install ## the example from first up to a changed value: preview --diff, VMs replaced (values masked)
