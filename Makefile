@@ -55,8 +55,8 @@ bench-smoke: install ## the same benchmarks with tiny sizes (under a minute): th
 gen-schema: $(STAMP) ## schema.json from the resource declarations
 	$(BIN)/python -m envvars_provider.schema schema.json
 
-gen-sdk: gen-schema ## sdk/python from schema.json
-	scripts/gen-sdk.sh schema.json sdk/python
+gen-sdk: gen-schema ## sdk/python, sdk/nodejs and sdk/go from schema.json
+	scripts/gen-sdk.sh schema.json sdk
 
 clean:
 	rm -rf $(VENV) .pytest_cache
