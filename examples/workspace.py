@@ -107,6 +107,8 @@ class Workspace:
             "NO_COLOR": "1",
             # The pinned language host predates runtime.options.virtualenv: name the venv's python.
             "PULUMI_PYTHON_CMD": str(VENV_BIN / "python"),
+            # The caller's Go settings (GOCACHE, GOMODCACHE, GOTOOLCHAIN, ...) for the Go host's builds.
+            **{name: value for name, value in os.environ.items() if name.startswith("GO")},
             # Every platform's URL and token settings point at the one reference server and user (add-ons, such
             # as a registrar, are configured by the programs that use them).
             **{setting.env: server_url if setting.is_url else token for setting in settings() if not setting.addon},
