@@ -44,14 +44,16 @@ def sdk_nodejs() -> Path:
 def node_modules(program: Path) -> Path:
     """`program`'s npm packages, installed once per lock file and SDK build into the user's cache.
 
-    The SDK is installed as a copy (`--install-links`), so it and the program share one `@pulumi/pulumi`.
+    Programs whose lock files differ only in their names share one install. The SDK is installed as a copy
+    (`--install-links`), so it and the program share one `@pulumi/pulumi`.
     """
     sdk = sdk_nodejs()
     digest = hashlib.sha256()
-    for path in [program / "package.json", program / "package-lock.json",
-                 *sorted(path for path in sdk.rglob("*") if path.is_file())]:
+    for name in ("package.json", "package-lock.json"):
+        digest.update(re.sub(rf'"name": "{program.name}"', "", (program / name).read_text()).encode())
+    for path in sorted(path for path in sdk.rglob("*") if path.is_file()):
         digest.update(path.read_bytes())
-    target = CACHE / "node_modules" / f"{program.name}-{digest.hexdigest()[:16]}"
+    target = CACHE / "node_modules" / digest.hexdigest()[:16]
     if not target.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
