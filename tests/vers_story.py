@@ -34,8 +34,8 @@ def live_vms(api: Api) -> set[str]:
     return {vm["vm_id"] for vm in api.get("/api/v1/vm").json()}
 
 
-def run_the_story(language: str, tmp_path: Path, server: ServerProcess, api: Api) -> Workspace:
-    """examples/vers-LANGUAGE from first `up` to `destroy`, as a user runs it; its workspace."""
+def run_the_story(language: str, tmp_path: Path, server: ServerProcess, api: Api) -> None:
+    """examples/vers-LANGUAGE from first `up` to `destroy`, as a user runs it."""
     ws = Workspace(tmp_path, EXAMPLES / f"vers-{language}", server.url, token(api))
     database_url, greeting = distinctive("postgres://app:s3cr3t"), distinctive("hello again")
     ws.set_config("databaseUrl", database_url, secret=True)
@@ -71,4 +71,3 @@ def run_the_story(language: str, tmp_path: Path, server: ServerProcess, api: Api
     outputs.append(ws.destroy())
     assert not set(second["vm_ids"]) & live_vms(api)
     assert api.get("/api/v1/env_vars").json()["vars"] == {}
-    return ws
