@@ -1,4 +1,5 @@
-"""Build every artifact a user installs into dist/ (`make dist`), replacing what was there.
+"""Build every artifact a user installs into dist/ (`make dist`; or into DIR: `dist.py DIR`), replacing what
+was there.
 
 - envvars-VERSION-py3-none-any.whl: the provider (`pulumi-resource-envvars`) and the reference server
   (`envvars-server`), with their pinned dependencies;
@@ -100,7 +101,7 @@ def plugin_archive(dist: Path, release: str, provider_wheel: Path) -> None:
 
 
 def main() -> None:
-    dist = REPO / "dist"
+    dist = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     dist.mkdir()
     provider_wheel = wheels(dist)
@@ -108,7 +109,7 @@ def main() -> None:
     go_module(dist, VERSION)
     plugin_archive(dist, VERSION, provider_wheel)
     for artifact in sorted(dist.iterdir()):
-        print(artifact.relative_to(REPO))
+        print(artifact)
 
 
 if __name__ == "__main__":
