@@ -10,9 +10,9 @@ WORKERS := -n 2 --dist loadfile
 RELIABILITY := tests/test_fuzz.py tests/test_durability.py tests/test_concurrency.py tests/test_secrets.py \
 	tests/test_auth_isolation.py tests/test_faults.py tests/test_bad_input.py
 
-.PHONY: install engine demo test typecheck test-unit soak bench bench-smoke gen-schema gen-sdk clean
+.PHONY: install engine sdks demo test typecheck test-unit soak bench bench-smoke gen-schema gen-sdk dist clean
 
-install: $(STAMP) engine ## venv with the project, the SDK, the pinned deps; host tools; the Pulumi engine
+install: $(STAMP) engine sdks ## venv with the project, the SDK, the pinned deps; host tools; the Pulumi engine; the SDKs built
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml scripts/install-system-deps.sh
 	scripts/install-system-deps.sh
@@ -21,14 +21,17 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml scripts/install-system-deps.s
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e sdk/python
 	touch $@
 
-engine: ## the pinned Pulumi CLI and Python language host, built once into the user's cache
+engine: ## the pinned Pulumi CLI and its Python, Node.js, Go and YAML language hosts, built once into the user's cache
 	scripts/build-pulumi.sh >/dev/null
+
+sdks: ## the TypeScript SDK compiled with tsc and the Go SDK with go build (versions pinned in tools/sdk-build)
+	scripts/build-sdks.sh >/dev/null
 
 demo: install ## the example from first up to a changed value: preview --diff, VMs replaced (values masked)
 	$(BIN)/python examples/demo.py
 
 test: install ## the whole suite, after the linter and the type checker
-	$(BIN)/ruff check envvars server provider tests examples bench
+	$(BIN)/ruff check envvars server provider tests examples bench scripts
 	$(MAKE) --no-print-directory typecheck
 	$(BIN)/python -m pytest -q $(WORKERS)
 
@@ -55,8 +58,11 @@ bench-smoke: install ## the same benchmarks with tiny sizes (under a minute): th
 gen-schema: $(STAMP) ## schema.json from the resource declarations
 	$(BIN)/python -m envvars_provider.schema schema.json
 
-gen-sdk: gen-schema ## sdk/python from schema.json
-	scripts/gen-sdk.sh schema.json sdk/python
+gen-sdk: gen-schema ## sdk/python, sdk/nodejs and sdk/go from schema.json
+	scripts/gen-sdk.sh schema.json sdk
+
+dist: install ## dist/: the provider and Python SDK wheels, the npm tarball, the Go module zip, the plugin archive
+	$(BIN)/python scripts/dist.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build dist

@@ -1,17 +1,21 @@
 """Run the real Pulumi CLI on an example program, offline: a temp PULUMI_HOME and a local file backend.
 
 Used by `make demo`, the CLI tests and the benchmarks. The engine comes from
-`scripts/build-pulumi.sh` (built once, cached); the plugin and the SDK come from the project's `.venv`.
+`scripts/build-pulumi.sh` (built once, cached); the plugin and the Python SDK come from the project's
+`.venv`. TypeScript programs get the SDK built by `scripts/build-sdks.sh` and their npm packages from a
+cache keyed by their lock file; Go programs build against `sdk/go` (the `replace` in their go.mod).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from envvars_provider.config import settings
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envvars"
 
 
 @cache
@@ -29,18 +34,70 @@ def pulumi_bin() -> Path:
     return Path(built.stdout.strip().splitlines()[-1])
 
 
+@cache
+def sdk_nodejs() -> Path:
+    """The built TypeScript SDK's package directory (built on first use, reused while sdk/nodejs is unchanged)."""
+    built = subprocess.run([str(REPO / "scripts" / "build-sdks.sh")], check=True, capture_output=True, text=True)
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+def node_modules(program: Path) -> Path:
+    """`program`'s npm packages, installed once per lock file and SDK build into the user's cache.
+
+    Programs whose lock files differ only in their names share one install. The SDK is installed as a copy
+    (`--install-links`), so it and the program share one `@pulumi/pulumi`.
+    """
+    sdk = sdk_nodejs()
+    digest = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        digest.update(re.sub(rf'"name": "{program.name}"', "", (program / name).read_text()).encode())
+    for path in sorted(path for path in sdk.rglob("*") if path.is_file()):
+        digest.update(path.read_bytes())
+    target = CACHE / "node_modules" / digest.hexdigest()[:16]
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+        try:
+            for name in ("package.json", "package-lock.json"):  # the SDK's relative path made absolute
+                text = (program / name).read_text()
+                (staging / name).write_text(re.sub(r"file:(\.\./)+build/sdk/nodejs/bin", f"file:{sdk}", text))
+            subprocess.run(["npm", "install", "--install-links", "--prefer-offline", "--no-audit", "--no-fund",
+                            "--loglevel=error"],
+                           cwd=staging, check=True, capture_output=True, text=True, timeout=600)
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # not a concurrent install that won the rename
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / "node_modules"
+
+
+def _go_dir() -> list[str]:
+    go = shutil.which("go")
+    return [str(Path(go).parent)] if go else []
+
+
 class Workspace:
     """One copy of an example program, its own stack state and Pulumi home, pointed at one server."""
 
     def __init__(self, tmp: Path, program: Path, server_url: str, token: str, stack: str = "dev"):
         self.dir = tmp / program.name
-        shutil.copytree(program, self.dir, ignore=shutil.ignore_patterns("Pulumi.*.yaml", "__pycache__"))
+        shutil.copytree(program, self.dir, ignore=shutil.ignore_patterns("Pulumi.*.yaml", "__pycache__",
+                                                                         "node_modules"))
         project = (self.dir / "Pulumi.yaml").read_text()
-        # The program's relative path to the project's venv (`../../.venv`, `../../../.venv`) made absolute.
+        # The program's relative paths into the repository (`../../.venv`, `../../sdk/go`) made absolute.
         (self.dir / "Pulumi.yaml").write_text(re.sub(r"(\.\./)+\.venv", str(VENV_BIN.parent), project))
+        if (self.dir / "package.json").exists():
+            (self.dir / "node_modules").symlink_to(node_modules(program))
+        if (self.dir / "go.mod").exists():
+            gomod = (self.dir / "go.mod").read_text()
+            (self.dir / "go.mod").write_text(re.sub(r"=> (\.\./)+sdk/go", f"=> {REPO / 'sdk' / 'go'}", gomod))
         (tmp / "state").mkdir(exist_ok=True)
         self.env = {
-            "PATH": os.pathsep.join([str(pulumi_bin()), str(VENV_BIN), "/usr/local/bin", "/usr/bin", "/bin"]),
+            # The Go host builds Go programs with the `go` of the caller's PATH.
+            "PATH": os.pathsep.join([str(pulumi_bin()), str(VENV_BIN), *_go_dir(), "/usr/local/bin", "/usr/bin",
+                                     "/bin"]),
             "HOME": os.environ.get("HOME", str(tmp)),
             "PULUMI_HOME": str(tmp / "pulumi-home"),
             "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
@@ -52,6 +109,8 @@ class Workspace:
             "NO_COLOR": "1",
             # The pinned language host predates runtime.options.virtualenv: name the venv's python.
             "PULUMI_PYTHON_CMD": str(VENV_BIN / "python"),
+            # The caller's Go settings (GOCACHE, GOMODCACHE, GOTOOLCHAIN, ...) for the Go host's builds.
+            **{name: value for name, value in os.environ.items() if name.startswith("GO")},
             # Every platform's URL and token settings point at the one reference server and user (add-ons, such
             # as a registrar, are configured by the programs that use them).
             **{setting.env: server_url if setting.is_url else token for setting in settings() if not setting.addon},

@@ -15,6 +15,15 @@ from envvars_provider.config import settings
 from envvars_provider.registry import PLATFORMS, RESOURCES
 from envvars_provider.resources.base import STRING_LIST, STRING_MAP, Prop
 
+# How users name the SDKs: `import * as envvars from "@envvars/pulumi"`, and in Go
+# `github.com/envvars/pulumi-envvars/sdk/go/envvars` (a module to `replace` with the dist copy).
+NPM_PACKAGE = "@envvars/pulumi"
+GO_MODULE = "github.com/envvars/pulumi-envvars/sdk/go"
+# The least versions the TypeScript SDK declares; the exact ones it is built with are pinned in
+# tools/sdk-build/package-lock.json.
+PULUMI_SDK = "3.259.0"
+TYPESCRIPT = "^5.9.3"
+
 TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "boolean": {"type": "boolean"},
@@ -76,9 +85,17 @@ def build() -> dict[str, Any]:
             "properties": {name: spec for name, spec in config.items() if not spec.get("secret")},
         },
         "resources": resources,
+        # supportPack: the Go generator writes the SDK's go.mod (module GO_MODULE), and every SDK
+        # carries the schema's version.
+        "meta": {"supportPack": True},
         "language": {
             "python": {"packageName": "pulumi_envvars", "requires": {"pulumi": ">=3.0.0,<4.0.0"},
                        "pyproject": {"enabled": True}, "respectSchemaVersion": True},
+            "nodejs": {"packageName": NPM_PACKAGE, "respectSchemaVersion": True,
+                       "dependencies": {"@pulumi/pulumi": f"^{PULUMI_SDK}"},
+                       "typescriptVersion": TYPESCRIPT},
+            "go": {"importBasePath": f"{GO_MODULE}/envvars", "modulePath": GO_MODULE,
+                   "respectSchemaVersion": True},
         },
     }
 

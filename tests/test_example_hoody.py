@@ -1,4 +1,5 @@
-"""examples/hoody-python as a user runs it: up, a changed value reaching the running container, destroy."""
+"""examples/hoody-python and hoody-typescript as a user runs them: up, a changed value reaching the running
+container, destroy."""
 
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ from tests.test_cli import token
 
 pytestmark = pytest.mark.slow
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hoody-python"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_the_example_restarts_its_container_with_each_change(tmp_path: Path, server: ServerProcess,
+@pytest.mark.parametrize("language", ["python", "typescript"])
+def test_the_example_restarts_its_container_with_each_change(language: str, tmp_path: Path, server: ServerProcess,
                                                              api: Api) -> None:
     container = new_container(api)
     patch(api, container, {"OTHER": "kept"})
-    ws = Workspace(tmp_path, EXAMPLE, server.url, token(api))
+    ws = Workspace(tmp_path, EXAMPLES / f"hoody-{language}", server.url, token(api))
     ws.set_config("containerId", container)
     ws.up()
     assert ws.outputs() == {"synced": True}

@@ -1,5 +1,5 @@
-"""examples/phala-python as a user runs it: up on an on-chain-KMS CVM (its hash registered by the registrar), a
-changed value reaching the restarted CVM, destroy."""
+"""examples/phala-python and phala-typescript as a user runs them: up on an on-chain-KMS CVM (its hash registered
+by the registrar), a changed value reaching the restarted CVM, destroy."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from tests.test_cli import token
 
 pytestmark = pytest.mark.slow
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "phala-python"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_the_example_seals_its_set_and_waits_for_the_cvm(tmp_path: Path, server: ServerProcess, api: Api) -> None:
+@pytest.mark.parametrize("language", ["python", "typescript"])
+def test_the_example_seals_its_set_and_waits_for_the_cvm(language: str, tmp_path: Path, server: ServerProcess,
+                                                         api: Api) -> None:
     cvm = new_cvm(api, "onchain")
-    ws = Workspace(tmp_path, EXAMPLE, server.url, token(api))
+    ws = Workspace(tmp_path, EXAMPLES / f"phala-{language}", server.url, token(api))
     ws.set_config("cvmId", cvm)
     ws.set_config("envvars:phalaRegistrarUrl", server.url + LEDGER)
     ws.set_config("envvars:phalaRegistrarToken", token(api), secret=True)

@@ -1,4 +1,5 @@
-"""examples/sevalla-python as a user runs it: up, a deploy seeing each variable in its phase, a change, destroy."""
+"""examples/sevalla-python and sevalla-typescript as a user runs them: up, a deploy seeing each variable in its
+phase, a change, destroy."""
 
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ from tests.test_cli import token
 
 pytestmark = pytest.mark.slow
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sevalla-python"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_the_example_reaches_the_build_and_the_app_at_the_next_deploy(tmp_path: Path, server: ServerProcess,
-                                                                      api: Api) -> None:
+@pytest.mark.parametrize("language", ["python", "typescript"])
+def test_the_example_reaches_the_build_and_the_app_at_the_next_deploy(language: str, tmp_path: Path,
+                                                                      server: ServerProcess, api: Api) -> None:
     app = new_application(api)
     create(api, app, "OTHER", "kept")
-    ws = Workspace(tmp_path, EXAMPLE, server.url, token(api))
+    ws = Workspace(tmp_path, EXAMPLES / f"sevalla-{language}", server.url, token(api))
     ws.set_config("applicationId", app)
     ws.up()
     ids = {item["key"]: item["id"] for item in listed(api, app)}

@@ -1,4 +1,5 @@
-"""examples/vertra-python as a user runs it: up, a changed value reaching the running app at once, destroy."""
+"""examples/vertra-python and vertra-typescript as a user runs them: up, a changed value reaching the running app
+at once, destroy."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from tests.vertra import new_app, notes, put, running_env, stored
 
 pytestmark = pytest.mark.slow
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vertra-python"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_the_example_restarts_its_app_with_each_change(tmp_path: Path, server: ServerProcess, api: Api) -> None:
+@pytest.mark.parametrize("language", ["python", "typescript"])
+def test_the_example_restarts_its_app_with_each_change(language: str, tmp_path: Path, server: ServerProcess,
+                                                       api: Api) -> None:
     app = new_app(api)
     put(api, app, {"OTHER": "kept"})
-    ws = Workspace(tmp_path, EXAMPLE, server.url, token(api))
+    ws = Workspace(tmp_path, EXAMPLES / f"vertra-{language}", server.url, token(api))
     ws.set_config("appId", app)
     ws.up()
     assert ws.outputs() == {"restartPending": False}

@@ -1,4 +1,5 @@
-"""schema.json and sdk/python are generated and committed: both must match a fresh generation."""
+"""schema.json and the SDKs (sdk/python, sdk/nodejs, sdk/go) are generated and committed: all must match a
+fresh generation."""
 
 from __future__ import annotations
 
@@ -33,11 +34,12 @@ def _tree(root: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sdk_is_fresh(tmp_path: Path) -> None:
-    subprocess.run([str(REPO / "scripts" / "gen-sdk.sh"), str(REPO / "schema.json"), str(tmp_path / "sdk")],
+def test_sdks_are_fresh(tmp_path: Path) -> None:
+    subprocess.run([str(REPO / "scripts" / "gen-sdk.sh"), str(REPO / "schema.json"), str(tmp_path)],
                    check=True, capture_output=True)
-    committed = REPO / "sdk" / "python"
-    assert _tree(tmp_path / "sdk") == _tree(committed)
-    stale = [name for name in _tree(committed)
-             if not filecmp.cmp(committed / name, tmp_path / "sdk" / name, shallow=False)]
-    assert not stale, f"sdk/python is stale ({stale}): run `make gen-sdk`"
+    for language in ("python", "nodejs", "go"):
+        committed, fresh = REPO / "sdk" / language, tmp_path / language
+        assert _tree(fresh) == _tree(committed), f"sdk/{language} has other files: run `make gen-sdk`"
+        stale = [name for name in _tree(committed)
+                 if not filecmp.cmp(committed / name, fresh / name, shallow=False)]
+        assert not stale, f"sdk/{language} is stale ({stale}): run `make gen-sdk`"
