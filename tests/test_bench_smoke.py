@@ -44,6 +44,8 @@ FIGURES = [
     "boot_injection.concurrent",
     "up_100_vars_vs_dynamic",
     "preview_noop_100",
+    "up_100_vars_vs_floor",
+    "preview_noop_100_vs_floor",
 ]
 
 
