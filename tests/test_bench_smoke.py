@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = [
     "provider_cold_start",
+    "provider_cold_start_vs_floor",
     "diff_10k",
     "requests_per_change.vers.create_200",
     "requests_per_change.vers.change_1",
