@@ -17,7 +17,7 @@ from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.names import camel, snake
 from envvars_provider.protos import ResourceProviderServicer, plugin_pb2, provider_pb2
 from envvars_provider.resources.base import Resource
-from envvars_provider.values import UNKNOWN, from_struct, reveal, secret, to_struct
+from envvars_provider.values import UNKNOWN, from_struct, reveal, revealed, secret, to_struct
 
 log = logging.getLogger("envvars.provider")
 T = TypeVar("T")
@@ -48,12 +48,15 @@ class Properties:
 
     def decode(self, struct: struct_pb2.Struct | None) -> tuple[dict[str, Any], set[str]]:
         """Plain values by snake_case name, and the names that arrived secret."""
-        values, secrets = {}, set()
-        for wire, raw in from_struct(struct).items():
+        values: dict[str, Any] = {}
+        secrets: set[str] = set()
+        if struct is None:
+            return values, secrets
+        for wire, raw in struct.fields.items():
             prop = self.by_wire.get(wire)
             if prop is None:
                 continue
-            plain, was_secret = reveal(raw)
+            plain, was_secret = revealed(raw)
             values[prop.name] = prop.coerce(plain)
             if was_secret:
                 secrets.add(prop.name)

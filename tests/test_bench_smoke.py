@@ -18,6 +18,7 @@ FIGURES = [
     "provider_cold_start",
     "provider_cold_start_vs_floor",
     "diff_10k",
+    "diff_10k_vs_floor",
     "requests_per_change.vers.create_200",
     "requests_per_change.vers.change_1",
     "requests_per_change.vers.refresh",
