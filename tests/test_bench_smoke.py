@@ -42,6 +42,8 @@ FIGURES = [
     "requests_per_change.phala.refresh",
     "server_throughput.get",
     "server_throughput.put",
+    "server_throughput.get_vs_floor",
+    "server_throughput.put_vs_floor",
     "boot_injection",
     "boot_injection.concurrent",
     "up_100_vars_vs_dynamic",
