@@ -68,11 +68,11 @@ def revealed(value: struct_pb2.Value) -> tuple[Any, bool]:
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
     """A dict as a Struct."""
     struct = struct_pb2.Struct()
-    _fill(struct, values)
+    fill_struct(struct, values)
     return struct
 
 
-def _fill(struct: struct_pb2.Struct, values: dict[str, Any]) -> None:
+def fill_struct(struct: struct_pb2.Struct, values: dict[str, Any]) -> None:
     """`struct.update(values)`, with strings and nested dicts kept off its per-item Python path."""
     fields = struct.fields
     for key, item in values.items():
@@ -81,7 +81,7 @@ def _fill(struct: struct_pb2.Struct, values: dict[str, Any]) -> None:
         elif isinstance(item, dict):
             target = fields[key].struct_value
             target.Clear()
-            _fill(target, item)
+            fill_struct(target, item)
         else:
             struct.update({key: item})
 
