@@ -34,9 +34,18 @@ def _go_env(go: str) -> dict[str, str]:
     return {**os.environ, "GOWORK": "off", "GOFLAGS": flags, "GOTOOLCHAIN": toolchain}
 
 
+def _check_pin() -> None:
+    """The sdk/v3 that go.mod requires is the release of the pinned engine (tools/pulumi/VERSION)."""
+    version = (REPO / "tools" / "pulumi" / "VERSION").read_text().strip()
+    wanted = f"github.com/pulumi/pulumi/sdk/v3 v{version}"
+    if wanted not in (SOURCE / "go.mod").read_text():
+        raise RuntimeError(f"bench/floor/go.mod must require {wanted}, the engine's release (tools/pulumi/VERSION)")
+
+
 def plugin_dir() -> Path:
     """The folder holding the floor's `pulumi-resource-envvars`, built on first use (about 10 s with a warm
     Go build cache, a minute or more with a cold one)."""
+    _check_pin()
     digest = hashlib.sha256()
     for name in ("go.mod", "go.sum", "main.go"):
         digest.update((SOURCE / name).read_bytes())
