@@ -76,19 +76,21 @@ def alternate(subject: Callable[[], float], baseline: Callable[[], float], n: in
     Each callable returns its own measurement (seconds, a rate, a count); `warmup` rounds of
     each run first and are dropped.
     """
-    for _ in range(warmup):
-        subject()
-        baseline()
-    subjects: list[float] = []
-    baselines: list[float] = []
-    for rep in range(n):
-        if rep % 2 == 0:
-            subjects.append(subject())
-            baselines.append(baseline())
-        else:
-            baselines.append(baseline())
-            subjects.append(subject())
+    subjects, baselines = rotate([subject, baseline], n, warmup)
     return subjects, baselines
+
+
+def rotate(calls: list[Callable[[], float]], n: int, warmup: int = 0) -> list[list[float]]:
+    """`alternate` for any number of callables (ABC CBA ABC ...): each one's `n` measurements, in order."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    measured: list[list[float]] = [[] for _ in calls]
+    for rep in range(n):
+        order = list(enumerate(calls))
+        for index, call in order if rep % 2 == 0 else reversed(order):
+            measured[index].append(call())
+    return measured
 
 
 def ratio_figure(name: str, subjects: list[float], baselines: list[float], unit: str, scale: float = 1.0,

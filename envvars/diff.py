@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+_ABSENT = object()
+
 
 @dataclass(frozen=True)
 class KeyDiff:
@@ -25,8 +27,12 @@ class KeyDiff:
 
 def diff_keys(old: Mapping[str, object], new: Mapping[str, object]) -> KeyDiff:
     """Compare two maps key by key; values are compared, never shown."""
+    get = old.get
+    changed = [key for key, value in new.items() if get(key, _ABSENT) != value]  # added or updated
+    added = [key for key in changed if key not in old]
+    gone = len(old) > len(new) - len(added)  # else every old key is still there: no set difference to take
     return KeyDiff(
-        added=sorted(new.keys() - old.keys()),
-        updated=sorted(key for key in new.keys() & old.keys() if new[key] != old[key]),
-        deleted=sorted(old.keys() - new.keys()),
+        added=sorted(added),
+        updated=sorted(key for key in changed if key in old),
+        deleted=sorted(old.keys() - new.keys()) if gone else [],
     )

@@ -41,6 +41,8 @@ def _line(key: str, value: str) -> str:
 
 def login_alteration(key: str, value: str) -> str | None:
     """How a VM login (pam_env) will see `key`'s value otherwise than written, or None if intact."""
+    if (len(key) + len(value)) * 4 + 3 <= PAM_LINE_MAX and "#" not in value:
+        return None  # short enough whatever its UTF-8 (4 bytes a char at most): the common case, without encoding
     size = len(f'{key}="{value}"'.encode())
     if size > PAM_LINE_MAX:
         return (f"its /etc/environment line is {size} bytes and pam_env skips lines over {PAM_LINE_MAX}, so a "

@@ -17,7 +17,7 @@ from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.names import camel, snake
 from envvars_provider.protos import ResourceProviderServicer, plugin_pb2, provider_pb2
 from envvars_provider.resources.base import Resource
-from envvars_provider.values import UNKNOWN, from_struct, reveal, secret, to_struct
+from envvars_provider.values import UNKNOWN, fill_struct, from_struct, reveal, revealed, secret, to_struct
 
 log = logging.getLogger("envvars.provider")
 T = TypeVar("T")
@@ -48,12 +48,15 @@ class Properties:
 
     def decode(self, struct: struct_pb2.Struct | None) -> tuple[dict[str, Any], set[str]]:
         """Plain values by snake_case name, and the names that arrived secret."""
-        values, secrets = {}, set()
-        for wire, raw in from_struct(struct).items():
+        values: dict[str, Any] = {}
+        secrets: set[str] = set()
+        if struct is None:
+            return values, secrets
+        for wire, raw in struct.fields.items():
             prop = self.by_wire.get(wire)
             if prop is None:
                 continue
-            plain, was_secret = reveal(raw)
+            plain, was_secret = revealed(raw)
             values[prop.name] = prop.coerce(plain)
             if was_secret:
                 secrets.add(prop.name)
@@ -64,15 +67,21 @@ class Properties:
         prop = self.by_name.get(name)
         return "" if prop is None or prop.secret or name in secrets else prop.wire
 
-    def encode(self, values: dict[str, Any], secrets: set[str]) -> struct_pb2.Struct:
-        """A Struct with every secret property wrapped, declared secret or passed as one."""
+    def encode(self, values: dict[str, Any], secrets: set[str], into: struct_pb2.Struct | None = None
+               ) -> struct_pb2.Struct:
+        """A Struct with every secret property wrapped, declared secret or passed as one; written `into` a
+        response's field when given (a response built around a finished Struct copies it, all of it)."""
         wire = {}
         for name, value in values.items():
             prop = self.by_name.get(name)
             if prop is None or value is None:
                 continue
             wire[prop.wire] = secret(value) if (prop.secret or name in secrets) and value != UNKNOWN else value
-        return to_struct(wire)
+        if into is None:
+            return to_struct(wire)
+        into.SetInParent()
+        fill_struct(into, wire)
+        return into
 
 
 class Provider(ResourceProviderServicer):
@@ -184,11 +193,12 @@ class Provider(ResourceProviderServicer):
         if not failures:
             for warning in resource.warnings(inputs):
                 engine_log.warn(f"{request.type} resource '{_name(request.urn)}': {warning}", request.urn)
-        return provider_pb2.CheckResponse(
-            inputs=props.encode(inputs, secrets),
+        response = provider_pb2.CheckResponse(
             failures=[provider_pb2.CheckFailure(property=props.failure_property(p, secrets), reason=reason)
                       for p, reason in failures],
         )
+        props.encode(inputs, secrets, into=response.inputs)
+        return response
 
     def Diff(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
@@ -211,10 +221,14 @@ class Provider(ResourceProviderServicer):
         what = f"creating {request.type} '{_name(request.urn)}'"
         if request.preview:
             preview = self._guard(context, what, lambda: resource.preview(None, inputs))
-            return provider_pb2.CreateResponse(properties=props.encode(preview, secrets))
+            response = provider_pb2.CreateResponse()
+            props.encode(preview, secrets, into=response.properties)
+            return response
         resource_id, state = self._guard(context, what, lambda: resource.create(inputs), props, secrets,
                                          request.timeout)
-        return provider_pb2.CreateResponse(id=resource_id, properties=props.encode(state, secrets))
+        response = provider_pb2.CreateResponse(id=resource_id)
+        props.encode(state, secrets, into=response.properties)
+        return response
 
     def Read(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
@@ -223,11 +237,10 @@ class Provider(ResourceProviderServicer):
         current = self._guard(context, what, lambda: resource.read(request.id, state))
         if current is None:
             return provider_pb2.ReadResponse()  # gone: the engine drops it and a later up recreates it
-        return provider_pb2.ReadResponse(
-            id=request.id,
-            properties=props.encode(current, secrets),
-            inputs=props.encode(resource.inputs_from_state(current), secrets),
-        )
+        response = provider_pb2.ReadResponse(id=request.id)
+        props.encode(current, secrets, into=response.properties)
+        props.encode(resource.inputs_from_state(current), secrets, into=response.inputs)
+        return response
 
     def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
@@ -236,11 +249,15 @@ class Provider(ResourceProviderServicer):
         what = f"updating {request.type} '{_name(request.urn)}'"
         if request.preview:
             preview = self._guard(context, what, lambda: resource.preview(olds, news))
-            return provider_pb2.UpdateResponse(properties=props.encode(preview, secrets))
+            response = provider_pb2.UpdateResponse()
+            props.encode(preview, secrets, into=response.properties)
+            return response
         others = self._claims.held
         state = self._guard(context, what, lambda: resource.update(request.id, olds, news, others), props,
                             secrets, request.timeout)
-        return provider_pb2.UpdateResponse(properties=props.encode(state, secrets))
+        response = provider_pb2.UpdateResponse()
+        props.encode(state, secrets, into=response.properties)
+        return response
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)

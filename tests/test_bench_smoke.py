@@ -16,7 +16,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIGURES = [
     "provider_cold_start",
+    "provider_cold_start_vs_floor",
     "diff_10k",
+    "diff_10k_vs_floor",
     "requests_per_change.vers.create_200",
     "requests_per_change.vers.change_1",
     "requests_per_change.vers.refresh",
@@ -40,10 +42,14 @@ FIGURES = [
     "requests_per_change.phala.refresh",
     "server_throughput.get",
     "server_throughput.put",
+    "server_throughput.get_vs_floor",
+    "server_throughput.put_vs_floor",
     "boot_injection",
     "boot_injection.concurrent",
     "up_100_vars_vs_dynamic",
     "preview_noop_100",
+    "up_100_vars_vs_floor",
+    "preview_noop_100_vs_floor",
 ]
 
 

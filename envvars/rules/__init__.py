@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from operator import methodcaller
 from typing import Any
 
 _SHOWN_KEY_CHARS = 64
@@ -110,39 +111,40 @@ def key_violation(rules: KeyRules, key: object) -> Violation | None:
     """What is wrong with `key` as a variable name on this platform, or None."""
     if not isinstance(key, str):
         return Violation(Kind.KEY_TYPE, f"env var key {key!r} must be a string")
-    shown = show_key(key)
     if len(key) < rules.min_key_len:
-        return Violation(Kind.KEY_EMPTY, f"env var key {shown} is empty: keys need at least {rules.min_key_len} char",
-                         key)
+        return Violation(Kind.KEY_EMPTY,
+                         f"env var key {show_key(key)} is empty: keys need at least {rules.min_key_len} char", key)
     if len(key) > rules.max_key_len:
-        return Violation(Kind.KEY_TOO_LONG,
-                         f"env var key {shown} is too long: {len(key)} chars, the limit is {rules.max_key_len}", key)
+        return Violation(Kind.KEY_TOO_LONG, f"env var key {show_key(key)} is too long: {len(key)} chars, the limit "
+                                            f"is {rules.max_key_len}", key)
     if not rules.compiled.fullmatch(key):
-        return Violation(Kind.KEY_INVALID, f"env var key {shown} is invalid: keys must match {rules.key_pattern}", key)
+        return Violation(Kind.KEY_INVALID,
+                         f"env var key {show_key(key)} is invalid: keys must match {rules.key_pattern}", key)
+    if not (rules.forbidden_keys or rules.reserved_prefixes):
+        return None
     folded = key.upper() if rules.reserved_any_case else key
     if folded in rules.forbidden_keys:
         how = " (in any case)" if rules.reserved_any_case else ""
         return Violation(Kind.KEY_FORBIDDEN,
-                         f"env var key {shown} is reserved by {rules.platform}{how} and cannot be set", key)
+                         f"env var key {show_key(key)} is reserved by {rules.platform}{how} and cannot be set", key)
     for prefix in rules.reserved_prefixes:
         if folded.startswith(prefix):
-            return Violation(Kind.KEY_RESERVED_PREFIX,
-                             f"env var key {shown} uses the prefix {prefix!r}, which {rules.platform} reserves", key)
+            return Violation(Kind.KEY_RESERVED_PREFIX, f"env var key {show_key(key)} uses the prefix {prefix!r}, "
+                                                       f"which {rules.platform} reserves", key)
     return None
 
 
 def value_violation(rules: KeyRules, key: str, value: object) -> Violation | None:
     """What is wrong with the value of `key`, or None; the value is never shown."""
-    shown = show_key(key)
     if not isinstance(value, str):
-        return Violation(Kind.VALUE_TYPE, f"value of env var {shown} must be a string, got {type(value).__name__}", key)
+        return Violation(Kind.VALUE_TYPE,
+                         f"value of env var {show_key(key)} must be a string, got {type(value).__name__}", key)
     if len(value) > rules.max_value_len:
-        limit = rules.max_value_len
-        return Violation(Kind.VALUE_TOO_LONG,
-                         f"value of env var {shown} is too long: {len(value)} chars, the limit is {limit}", key)
+        return Violation(Kind.VALUE_TOO_LONG, f"value of env var {show_key(key)} is too long: {len(value)} chars, "
+                                              f"the limit is {rules.max_value_len}", key)
     for char, reason in rules.forbidden_value_chars.items():
         if char in value:
-            return Violation(Kind.VALUE_FORBIDDEN_CHAR, f"value of env var {shown} contains {reason}", key)
+            return Violation(Kind.VALUE_FORBIDDEN_CHAR, f"value of env var {show_key(key)} contains {reason}", key)
     return None
 
 
@@ -153,13 +155,15 @@ def violations(
     """Every rule `variables` break, in key order, then the counts; a value equal to `unknown` (a
     preview's placeholder) is checked once known. `resulting`: the set after the change.
     `one_request`: whether `variables` are one write request (else a client may split them)."""
-    found = []
-    for key in sorted(variables, key=str):
+    broken = []  # (key, violation), in the map's order: sorted once at the end, as there are few
+    for key, value in [] if _plainly_valid(rules, variables, unknown) else variables.items():
         problem = key_violation(rules, key)
-        if problem is None and (unknown is _NEVER or variables[key] != unknown):
-            problem = value_violation(rules, key, variables[key])
+        if problem is None and (unknown is _NEVER or value != unknown):
+            problem = value_violation(rules, key, value)
         if problem is not None:
-            found.append(problem)
+            broken.append((key, problem))
+    broken.sort(key=lambda pair: str(pair[0]))
+    found = [problem for _, problem in broken]
     if rules.per_request is not None and one_request:
         least, most = rules.per_request
         if not least <= len(variables) <= most:
@@ -170,6 +174,29 @@ def violations(
         found.append(Violation(Kind.SET_TOO_LARGE, f"too many env vars: the set would hold {len(resulting)} after this "
                                                    f"change, the limit on {rules.platform} is {rules.max_resulting}"))
     return found
+
+
+def _plainly_valid(rules: KeyRules, variables: Mapping[str, object], unknown: object) -> bool:
+    """Whether no key or known value breaks a rule, found with operations on the whole map: the common case
+    without a loop over the keys in Python. False means "maybe": `violations` then checks key by key."""
+    keys = list(variables)
+    values = list(variables.values()) if unknown is _NEVER else [v for v in variables.values() if v != unknown]
+    try:
+        if not all(map(rules.compiled.fullmatch, keys)):  # TypeError for a key not a str
+            return False
+        joined = "".join(values)  # type: ignore[arg-type]  # TypeError for a value not a str
+    except TypeError:
+        return False
+    if keys and not rules.min_key_len <= min(map(len, keys)) <= max(map(len, keys)) <= rules.max_key_len:
+        return False
+    if values and max(map(len, values)) > rules.max_value_len:  # type: ignore[arg-type]
+        return False
+    if any(char in joined for char in rules.forbidden_value_chars):
+        return False
+    folded = [key.upper() for key in keys] if rules.reserved_any_case else keys
+    reserved = rules.reserved_prefixes
+    return rules.forbidden_keys.isdisjoint(folded) and not (reserved and any(
+        map(methodcaller("startswith", reserved), folded)))
 
 
 def check_key(rules: KeyRules, key: object) -> None:

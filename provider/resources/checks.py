@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from envvars.envfile import login_alteration
+from envvars.envfile import PAM_LINE_MAX, login_alteration
 from envvars.rules import KeyRules, key_violation, violations
 from envvars_provider.claims import Claim
 from envvars_provider.errors import ProviderError
@@ -70,12 +70,22 @@ def imported(rules: KeyRules, resource_id: str, stored: Mapping[str, V], place: 
 
 def login_warnings(variables: Any) -> list[str]:
     """A warning for each known value that a login in a VM (pam_env on `/etc/environment`) will not see as written."""
-    if not isinstance(variables, dict):
+    if not isinstance(variables, dict) or _all_intact(variables):
         return []
     found = []
-    for key in sorted(variables):
-        value = variables[key]
+    for key, value in variables.items():
         alteration = login_alteration(key, value) if isinstance(value, str) and value != UNKNOWN else None
         if alteration:
-            found.append(f"env var {key!r}: {alteration}; it is stored as written")
-    return found
+            found.append((key, f"env var {key!r}: {alteration}; it is stored as written"))
+    return [warning for _, warning in sorted(found)]
+
+
+def _all_intact(variables: dict[Any, Any]) -> bool:
+    """Whether no value holds '#' and every line is short, found without a loop over the keys in Python (the
+    common case); False means "maybe": `login_warnings` then looks key by key."""
+    try:
+        values = "".join(variables.values())
+        longest = max(map(len, variables), default=0) + max(map(len, variables.values()), default=0)
+    except TypeError:  # a key or a value that is not a string
+        return False
+    return "#" not in values and longest * 4 + 3 <= PAM_LINE_MAX
