@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -32,6 +32,22 @@ def now_iso_ms() -> str:
 def hash_token(token: str) -> str:
     """The stored form of an API token: only its SHA-256 is ever written."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class StoreTooNew(RuntimeError):
+    """The database was written by a newer release than this one."""
+
+
+def pending_migrations(found: int, migrations: Sequence[str], database: str) -> list[str]:
+    """The statements that bring a database at schema version `found` to `len(migrations)`, in order.
+
+    Each migration upgrades from the version before it; a database beyond them is refused untouched.
+    """
+    if found > len(migrations):
+        raise StoreTooNew(f"{database} has schema version {found}, newer than this release's "
+                          f"{len(migrations)}: run the release that wrote it, or a newer one")
+    # none of our scripts has a `;` inside a statement
+    return [statement.strip() for step in migrations[found:] for statement in step.split(";") if statement.strip()]
 
 
 @dataclass(frozen=True)
