@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Host tools the reference server needs: bubblewrap isolates each VM sandbox; libpam with pam_env
-# builds a VM login's environment; as root, setpriv (util-linux) runs a sandbox as an unprivileged
+# builds a VM login's environment; PostgreSQL's server binaries run the tests of the PostgreSQL store
+# (tests/postgres.py); as root, setpriv (util-linux) runs a sandbox as an unprivileged
 # id and mkfs.ext4 (e2fsprogs) makes its disk image.
 set -euo pipefail
 missing=()
@@ -8,6 +9,7 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)
 has() { compgen -G "/usr/lib/$1" >/dev/null || compgen -G "/lib/$1" >/dev/null; }
 has '*/libpam.so.0' || missing+=(libpam0g)
 has '*/security/pam_env.so' || missing+=(libpam-modules)
+has 'postgresql/*/bin/postgres' || missing+=(postgresql)
 if [ "$(id -u)" = 0 ]; then
     command -v setpriv >/dev/null || missing+=(util-linux)
     command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)

@@ -19,6 +19,7 @@ from tests.figures import (  # noqa: F401  (the reliability figures: collected f
     pytest_terminal_summary,
 )
 from tests.plugin import Plugin, configured
+from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures of the PostgreSQL store's tests)
 
 _users = itertools.count()
 # Where platforms take their token (`Envelope.token_header`): `Authorization`, and headers of their own

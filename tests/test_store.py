@@ -1,18 +1,24 @@
-"""The store: in-place upgrades of data written by earlier releases, variable ids and times, the cipher hook."""
+"""The store, on SQLite and on PostgreSQL: in-place upgrades of data written by earlier releases, refusal of
+newer ones, variable ids and times, all-or-nothing edits, the cipher hook, serialized edits of one set."""
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from envvars_server.launch import ServerProcess
-from envvars_server.store import DB_FILE, SCHEMA_VERSION, SqliteStore, StoreTooNew
+from envvars_server.store import DB_FILE, SCHEMA_VERSION, PostgresStore, SqliteStore, Store, StoreTooNew
+from envvars_server.store import postgres as pg
 from tests.conftest import Api
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -66,39 +72,6 @@ def test_a_server_started_on_an_earlier_releases_data_serves_it(tmp_path: Path, 
         assert api.get("/api/v1/env_vars").json() == {"vars": {**FIXTURE_VARS, "NEW": "1"}}
 
 
-def test_a_database_of_a_newer_release_is_refused_untouched(tmp_path: Path) -> None:
-    SqliteStore(tmp_path)
-    with sqlite3.connect(tmp_path / DB_FILE) as db:
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreTooNew, match=f"schema version {SCHEMA_VERSION + 1}, newer than this release's "
-                                          f"{SCHEMA_VERSION}"):
-        SqliteStore(tmp_path)
-    assert schema_version(tmp_path) == SCHEMA_VERSION + 1
-
-
-def test_a_variable_keeps_its_id_and_creation_time_across_updates(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)
-    with store.edit("p", "owner", "scope") as edit:
-        first = edit.upsert("K", "v1", {"is_runtime": True, "is_buildtime": True})
-    with store.edit("p", "owner", "scope") as edit:
-        second = edit.upsert("K", "v2", {"is_buildtime": False})
-    assert second.id == first.id and second.created_at == first.created_at and second.updated_at >= first.updated_at
-    assert store.variables("p", "owner", "scope")["K"] == second
-    assert second.attributes == {"is_runtime": True, "is_buildtime": False}
-    store.put_vars("p", "owner", {"K": "v3"}, replace=False, scope="scope")
-    assert store.variables("p", "owner", "scope")["K"].id == first.id
-
-
-def test_an_edit_that_fails_stores_nothing(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path)
-    store.put_vars("p", "owner", {"A": "1"}, replace=False)
-    with pytest.raises(RuntimeError), store.edit("p", "owner") as edit:
-        edit.upsert("B", "2")
-        edit.delete("A")
-        raise RuntimeError("refused half-way")
-    assert store.get_vars("p", "owner") == {"A": "1"}
-
-
 class AesGcm:
     """A real AEAD cipher, the shape a platform that promises encryption at rest gives the store."""
 
@@ -127,3 +100,172 @@ def test_with_a_cipher_no_value_reaches_the_database_files_and_rows_cannot_swap(
         db.execute("UPDATE env_vars SET value = (SELECT value FROM env_vars WHERE key = 'K2') WHERE key = 'K1'")
     with pytest.raises(InvalidTag):
         store.get_vars("sealed", "owner", "app")
+
+
+Open = Callable[[], Store]
+
+
+class Database:
+    """One empty database of a kind: `open()` a store on it (again), `sql()` on it behind the store's back."""
+
+    def __init__(self, kind: str, where: str):
+        self.kind = kind
+        self.where = where
+        self.opened: list[Store] = []
+
+    def open(self) -> Store:
+        store: Store = SqliteStore(Path(self.where)) if self.kind == "sqlite" else PostgresStore(self.where)
+        self.opened.append(store)
+        return store
+
+    def sql(self, statement: str) -> list[Any]:
+        if self.kind == "sqlite":
+            with sqlite3.connect(Path(self.where) / DB_FILE) as db:
+                return db.execute(statement).fetchall()
+        with psycopg.connect(self.where) as db:
+            cursor = db.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+
+    def schema_version(self) -> int:
+        if self.kind == "sqlite":
+            return int(self.sql("PRAGMA user_version")[0][0])
+        return int(self.sql("SELECT version FROM schema_version")[0][0])
+
+    def set_schema_version(self, version: int) -> None:
+        self.sql(f"PRAGMA user_version = {version}" if self.kind == "sqlite"
+                 else f"UPDATE schema_version SET version = {version}")
+
+    def close(self) -> None:
+        for store in self.opened:
+            if isinstance(store, PostgresStore):
+                store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    where = str(tmp_path) if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    db = Database(request.param, where)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def latest(kind: str) -> int:
+    return SCHEMA_VERSION if kind == "sqlite" else pg.SCHEMA_VERSION
+
+
+def test_an_empty_database_is_migrated_to_the_latest_schema_once(database: Database) -> None:
+    store = database.open()
+    assert database.schema_version() == latest(database.kind)
+    store.put_vars("p", "owner", {"A": "1"}, replace=False)
+    again = database.open()  # opening a migrated database changes nothing
+    assert database.schema_version() == latest(database.kind)
+    assert again.variables("p", "owner") == store.variables("p", "owner")
+
+
+def test_a_database_of_a_newer_release_is_refused_untouched(database: Database) -> None:
+    database.open()
+    newer = latest(database.kind) + 1
+    database.set_schema_version(newer)
+    with pytest.raises(StoreTooNew, match=f"schema version {newer}, newer than this release's {newer - 1}"):
+        database.open()
+    assert database.schema_version() == newer
+
+
+def test_round_trips_of_tokens_sets_and_records(database: Database) -> None:
+    store = database.open()
+    token, again = store.create_token("alice"), store.create_token("alice")
+    user = store.user_for_token(token)
+    assert user is not None and store.user_for_token(again) == user and store.user_for_token("evt_nope") is None
+    assert store.user_for_token(store.create_token("bob")) != user
+    assert store.put_vars("p", user, {"B": "2", "A": "1 # not a comment"}, replace=False, scope="s") == \
+        {"A": "1 # not a comment", "B": "2"}
+    assert store.put_vars("p", user, {"C": "3", "A": "x"}, replace=True, scope="s") == {"A": "x", "C": "3"}
+    assert store.get_vars("p", user, "s") == {"A": "x", "C": "3"}
+    assert store.get_vars("p", user) == {} and store.get_vars("p", "someone-else", "s") == {}
+    assert store.delete_var("p", user, "A", "s") and not store.delete_var("p", user, "A", "s")
+    with store.edit("p", user, "s") as edit:
+        edit.upsert("D", "4")
+        renamed = edit.rename("C", "E")
+        assert list(edit.variables()) == ["E", "D"]  # a renamed variable keeps its place in creation order
+    assert list(store.variables("p", user, "s")) == ["E", "D"] and store.variables("p", user, "s")["E"] == renamed
+    for n, machine in enumerate(["m2", "m1", "m3"]):
+        store.save_machine("w", {"id": machine, "owner_id": user, "state": "running",
+                                 "created_at": f"2026-01-0{n + 1}T00:00:00Z"})
+    store.save_machine("w", {"id": "m1", "owner_id": user, "state": "dead", "created_at": "2026-01-02T00:00:00Z",
+                             "deleted_at": "2026-01-04T00:00:00Z"})
+    assert [m["id"] for m in store.list_machines("w", user)] == ["m2", "m3"]
+    assert store.get_machine("w", user, "m1") is None and store.get_machine("w", "bob", "m2") is None
+    assert store.get_machine("w", user, "m3") == {"id": "m3", "owner_id": user, "state": "running",
+                                                  "created_at": "2026-01-03T00:00:00Z"}
+    store.save_commit({"commit_id": "c1", "owner_id": user, "created_at": "2026-01-01T00:00:00Z", "vm": "m2"})
+    assert store.get_commit(user, "c1") == {"commit_id": "c1", "owner_id": user,
+                                            "created_at": "2026-01-01T00:00:00Z", "vm": "m2"}
+    assert store.get_commit("bob", "c1") is None
+
+
+def test_a_variable_keeps_its_id_and_creation_time_across_updates(database: Database) -> None:
+    store = database.open()
+    with store.edit("p", "owner", "scope") as edit:
+        first = edit.upsert("K", "v1", {"is_runtime": True, "is_buildtime": True})
+    with store.edit("p", "owner", "scope") as edit:
+        second = edit.upsert("K", "v2", {"is_buildtime": False})
+    assert uuid.UUID(first.id).version == 4 and first.created_at == first.updated_at
+    assert second.id == first.id and second.created_at == first.created_at and second.updated_at >= first.updated_at
+    assert store.variables("p", "owner", "scope")["K"] == second
+    assert second.attributes == {"is_runtime": True, "is_buildtime": False}
+    store.put_vars("p", "owner", {"K": "v3"}, replace=False, scope="scope")
+    assert store.variables("p", "owner", "scope")["K"].id == first.id
+
+
+def test_an_edit_that_fails_stores_nothing(database: Database) -> None:
+    store = database.open()
+    store.put_vars("p", "owner", {"A": "1"}, replace=False)
+    with pytest.raises(RuntimeError), store.edit("p", "owner") as edit:
+        edit.upsert("B", "2")
+        edit.delete("A")
+        raise RuntimeError("refused half-way")
+    assert store.get_vars("p", "owner") == {"A": "1"}
+
+
+def test_with_a_cipher_no_value_is_stored_in_clear_and_rows_cannot_swap(database: Database) -> None:
+    store = database.open()
+    store.use_cipher("sealed", AesGcm())
+    values = {f"K{n}": f"plaintext-{uuid.uuid4()}" for n in range(20)}
+    store.put_vars("sealed", "owner", values, replace=False, scope="app")
+    assert store.get_vars("sealed", "owner", "app") == values
+    assert not database.sql("SELECT value FROM env_vars WHERE value LIKE '%plaintext-%'")
+    database.sql("UPDATE env_vars SET value = (SELECT value FROM env_vars WHERE key = 'K2') WHERE key = 'K1'")
+    with pytest.raises(InvalidTag):
+        store.get_vars("sealed", "owner", "app")
+
+
+def test_concurrent_edits_of_one_set_on_postgresql_are_serialized(postgres_url: str) -> None:
+    """Read-modify-writes from many threads, on two stores (as two servers on one database), lose no update."""
+    stores = [PostgresStore(postgres_url), PostgresStore(postgres_url)]
+    threads, rounds = 16, 10
+    failures: list[BaseException] = []
+
+    def increment(store: PostgresStore) -> None:
+        try:
+            for _ in range(rounds):
+                with store.edit("p", "owner", "counter") as edit:
+                    now = edit.variables().get("N")
+                    edit.upsert("N", str(int(now.value) + 1 if now else 1))
+                with store.edit("p", "owner", "other") as edit:  # and a set of its own beside it
+                    edit.upsert(f"T{threading.get_ident()}", "x")
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=increment, args=(stores[n % 2],)) for n in range(threads)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert not failures
+        assert stores[0].get_vars("p", "owner", "counter") == {"N": str(threads * rounds)}
+    finally:
+        for store in stores:
+            store.close()
