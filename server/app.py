@@ -12,24 +12,31 @@ from fastapi import FastAPI
 from envvars.rules import SetLimits
 from envvars_server import chain, clock, workloads
 from envvars_server.auth import BearerAuth
+from envvars_server.datadir import secure_data_dir
 from envvars_server.errors import install_error_handlers
 from envvars_server.faults import FaultInjector
 from envvars_server.inputs import StrictInput
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from envvars_server.platform import Runtime
 from envvars_server.platforms import PLATFORMS
-from envvars_server.store import SqliteStore
+from envvars_server.store import PostgresStore, SqliteStore, Store
 
 
 def create_app(
     data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, faults: bool = False,
-    set_limits: SetLimits | None = None, **options: Any,
+    set_limits: SetLimits | None = None, database: str | None = None, **options: Any,
 ) -> FastAPI:
     """Build the server for one data dir (SQLite file, workloads' disks); `faults` is for tests only.
 
+    `database`, a `postgresql://` URL, puts the store on that PostgreSQL database instead of the SQLite file.
+
     `options` reach every platform's `run` (`max_workloads_per_user`, `max_procs`, Vers' `vm_slots`).
     """
-    store = SqliteStore(data_dir, set_limits)
+    if database:
+        secure_data_dir(data_dir)  # still the workloads' disks and the chain's
+        store: Store = PostgresStore(database, set_limits)
+    else:
+        store = SqliteStore(data_dir, set_limits)
     server_clock = clock.Clock()
 
     @asynccontextmanager

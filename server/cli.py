@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         Path(args.data_dir), max_body_bytes=args.max_body_bytes, faults=args.faults,
         set_limits=SetLimits(max_vars=args.max_vars_per_set, max_bytes=args.max_set_bytes),
         vm_slots=UserSlots(per_user=args.vm_ops_per_user), max_workloads_per_user=args.max_workloads_per_user,
-        max_procs=args.vm_max_procs,
+        max_procs=args.vm_max_procs, database=args.database,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--data-dir", required=True, help="directory for the SQLite file and VM roots")
+    serve.add_argument("--database", metavar="URL", default=None,
+                       help="keep the store on this PostgreSQL database (postgresql://...) instead of the SQLite "
+                            "file in --data-dir")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,

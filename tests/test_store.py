@@ -16,6 +16,8 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from envvars_server.app import create_app
+from envvars_server.cli import parser
 from envvars_server.launch import ServerProcess
 from envvars_server.store import DB_FILE, SCHEMA_VERSION, PostgresStore, SqliteStore, Store, StoreTooNew
 from envvars_server.store import postgres as pg
@@ -269,3 +271,15 @@ def test_concurrent_edits_of_one_set_on_postgresql_are_serialized(postgres_url: 
     finally:
         for store in stores:
             store.close()
+
+
+def test_serve_keeps_the_store_in_sqlite_unless_given_a_database(tmp_path: Path, postgres_url: str) -> None:
+    assert parser().parse_args(["serve", "--data-dir", str(tmp_path)]).database is None
+    assert parser().parse_args(["serve", "--data-dir", str(tmp_path), "--database", postgres_url]).database == \
+        postgres_url
+    assert isinstance(create_app(tmp_path / "default").state.store, SqliteStore)
+    store = create_app(tmp_path / "pg", database=postgres_url).state.store
+    try:
+        assert isinstance(store, PostgresStore) and store.get_vars("p", "owner") == {}
+    finally:
+        store.close()
