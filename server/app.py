@@ -41,7 +41,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(app, store, data_dir, options, clock=server_clock)
+        runtime = Runtime(app, store, data_dir, options, clock=server_clock,
+                          workload_options={platform.name: platform.workload_options for platform in PLATFORMS})
         app.state.workloads = runtime.workloads
         with ExitStack() as running:
             for platform in PLATFORMS:

@@ -41,6 +41,7 @@ class Runtime:
     options: Mapping[str, Any] = field(default_factory=dict)
     workloads: dict[str, Workloads] = field(default_factory=dict)
     clock: Clock = field(default_factory=Clock)
+    workload_options: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)  # by platform
 
     def encrypt_at_rest(self, platform: str) -> None:
         """Seal `platform`'s values in the store from now on (AES-256-GCM under the data dir's key: `at_rest.py`)."""
@@ -51,12 +52,12 @@ class Runtime:
         return lambda record: self.store.get_vars(platform, record["owner_id"], record["id"])
 
     @contextmanager
-    def serving(self, machines: Machines, kind: str, new_record: Callable[..., dict[str, Any]],
-                options: Mapping[str, tuple[str, ...]] | None = None) -> Iterator[None]:
+    def serving(self, machines: Machines, kind: str, new_record: Callable[..., dict[str, Any]]) -> Iterator[None]:
         """Offer a platform's workloads on the neutral surface as `kind` (a new one's record from (owner, name) and
-        the `options` it takes, each with its values, the first the default), recover those of a previous run, and
-        stop them all when the server stops."""
-        self.workloads[machines.platform] = Workloads(machines, kind, new_record, options or {})
+        the platform's `workload_options` as keywords), recover those of a previous run, and stop them all when the
+        server stops."""
+        options = self.workload_options.get(machines.platform, {})
+        self.workloads[machines.platform] = Workloads(machines, kind, new_record, options)
         machines.recover()
         try:
             yield
@@ -87,4 +88,4 @@ class Platform:
     """Started with the server and stopped with it (its workloads: recovered, then shut down)."""
     workload_options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """What a new workload of the platform takes on the neutral surface besides its name, each option with its
-    values, the first the default (its `run` serves them with `Runtime.serving(..., options=...)`)."""
+    values, the first the default (given to its record's maker by `Runtime.serving`)."""

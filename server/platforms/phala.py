@@ -215,7 +215,7 @@ def run(runtime: Runtime) -> Iterator[None]:
     machines = runtime.machines(PLATFORM, "cvms", "CVM", delivered, MEMORY_PROCESS_ENVIRONMENT)
     service = Service(runtime, machines, keys)
     runtime.app.state.phala = service
-    with runtime.serving(machines, "cvm", new_cvm, options=OPTIONS):
+    with runtime.serving(machines, "cvm", new_cvm):
         yield
 
 
