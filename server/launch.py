@@ -30,9 +30,9 @@ def wait_until_answers(name: str, url: str, process: subprocess.Popen[Any], time
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode} at start")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or too busy to answer yet
             time.sleep(0.05)
     raise RuntimeError(f"{name} did not answer on {url} within {timeout}s")
 

@@ -217,8 +217,11 @@ def test_a_variable_keeps_its_id_and_creation_time_across_updates(database: Data
     assert second.id == first.id and second.created_at == first.created_at and second.updated_at >= first.updated_at
     assert store.variables("p", "owner", "scope")["K"] == second
     assert second.attributes == {"is_runtime": True, "is_buildtime": False}
-    store.put_vars("p", "owner", {"K": "v3"}, replace=False, scope="scope")
-    assert store.variables("p", "owner", "scope")["K"].id == first.id
+    store.put_vars("p", "owner", {"K": "v3"}, replace=False, scope="scope")  # no attributes: they stay
+    with store.edit("p", "owner", "scope") as edit:
+        third = edit.upsert("K", "v4")  # the set unread: written by the statement alone
+    assert store.variables("p", "owner", "scope")["K"] == third
+    assert (third.id, third.created_at, third.attributes) == (first.id, first.created_at, second.attributes)
 
 
 def test_an_edit_that_fails_stores_nothing(database: Database) -> None:
@@ -283,3 +286,43 @@ def test_serve_keeps_the_store_in_sqlite_unless_given_a_database(tmp_path: Path,
         assert isinstance(store, PostgresStore) and store.get_vars("p", "owner") == {}
     finally:
         store.close()
+
+
+def test_sqlite_writers_sharing_one_commit_keep_each_others_writes_and_only_a_failed_one_is_undone(
+        tmp_path: Path) -> None:
+    """Writers that queue up on SQLite share one commit; one that fails inside it loses its own writes only,
+    and each writer returns only once what it wrote is committed (visible to a fresh connection)."""
+    store = SqliteStore(tmp_path)
+    writers = 16
+    first_in = threading.Event()
+    grouped: list[int] = []
+    failures: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            with store.edit("p", "owner", f"set{n}") as edit:
+                edit.upsert("K", f"v{n}")
+                if n == 0:  # hold the group open until every other writer is queued behind this one
+                    first_in.set()
+                    while store._writes._waiting < writers - 1:
+                        threading.Event().wait(0.01)
+                if n % 2:
+                    raise ValueError(f"writer {n} refused")
+            with sqlite3.connect(tmp_path / DB_FILE) as db:
+                grouped.append(len(db.execute("SELECT 1 FROM env_vars WHERE scope = ?", (f"set{n}",)).fetchall()))
+        except ValueError:
+            pass
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    threads[0].start()
+    first_in.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not failures
+    assert grouped == [1] * (writers // 2), "a writer returned before its write was committed"
+    assert {n: store.get_vars("p", "owner", f"set{n}") for n in range(writers)} == {
+        n: ({} if n % 2 else {"K": f"v{n}"}) for n in range(writers)}

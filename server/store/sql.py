@@ -108,7 +108,7 @@ class SqlStore(ABC):
         with self._write(where) as execute:
             edit = SqlEdit(self, execute, where, self._ciphers.get(platform))
             yield edit
-            check_set_size(self.set_limits, {key: v.value for key, v in edit.current().items()})
+            check_set_size(self.set_limits, edit.values())
 
     def put_vars(
         self, platform: str, owner: str, variables: Mapping[str, str], replace: bool, scope: str = ""
@@ -120,7 +120,7 @@ class SqlStore(ABC):
                     edit.delete(key)
             for key, value in variables.items():
                 edit.upsert(key, value)
-            resulting = {key: variable.value for key, variable in sorted(edit.current().items())}
+            resulting = dict(sorted(edit.values().items()))
         return resulting
 
     def delete_var(self, platform: str, owner: str, key: str, scope: str = "") -> bool:
@@ -181,7 +181,11 @@ class SqlStore(ABC):
 
 
 class SqlEdit:
-    """One set's read-modify-write inside a write transaction under the set's lock (see `base.SetEdit`)."""
+    """One set's read-modify-write inside a write transaction under the set's lock (see `base.SetEdit`).
+
+    The set is read only when an operation needs it (then kept up to date); until then the rows written
+    so far in this transaction are the truth.
+    """
 
     def __init__(self, store: SqlStore, execute: Execute, where: Where, cipher: Cipher | None):
         self.store = store
@@ -189,6 +193,7 @@ class SqlEdit:
         self.where = where
         self.cipher = cipher
         self._current: dict[str, Variable] | None = None
+        self._values: dict[str, str] | None = None
 
     def current(self) -> dict[str, Variable]:
         """The set as edited so far (read once, then kept up to date); not a copy."""
@@ -200,9 +205,31 @@ class SqlEdit:
     def variables(self) -> dict[str, Variable]:
         return dict(self.current())
 
+    def values(self) -> dict[str, str]:
+        """The set's values as edited so far, by key; not a copy."""
+        if self._values is None:
+            if self._current is not None or self.cipher is not None:
+                self._values = {key: variable.value for key, variable in self.current().items()}
+            else:
+                self._values = dict(self.execute(
+                    "SELECT key, value FROM env_vars WHERE platform = ? AND owner = ? AND scope = ?",
+                    self.where).fetchall())
+        return self._values
+
     def upsert(self, key: str, value: str, attributes: Mapping[str, Any] | None = None) -> Variable:
-        old = self.current().get(key)
+        self._values = None
         now = now_iso_ms()
+        if self._current is None and self.cipher is None and not attributes:
+            # Nothing of the old row is needed: the statement keeps its id, attributes and creation time.
+            [(var_id, kept, created)] = self.execute(
+                f"INSERT INTO env_vars (platform, owner, scope, {_SET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (platform, owner, scope, key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at RETURNING id, attributes, created_at",
+                (*self.where, key, value, str(uuid.uuid4()), "{}", now, now),
+            ).fetchall()
+            return Variable(id=var_id, key=key, value=value, attributes=json.loads(kept), created_at=created,
+                            updated_at=now)
+        old = self.current().get(key)
         variable = Variable(
             id=old.id if old else str(uuid.uuid4()), key=key, value=value,
             attributes={**(old.attributes if old else {}), **(attributes or {})},
@@ -219,6 +246,7 @@ class SqlEdit:
         return variable
 
     def delete(self, key: str) -> bool:
+        self._values = None
         if self.current().pop(key, None) is None:
             return False
         self.execute("DELETE FROM env_vars WHERE platform = ? AND owner = ? AND scope = ? AND key = ?",
@@ -226,6 +254,7 @@ class SqlEdit:
         return True
 
     def rename(self, key: str, new_key: str) -> Variable:
+        self._values = None
         current = self.current()
         if new_key in current:
             raise KeyError(new_key)

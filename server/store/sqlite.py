@@ -1,8 +1,8 @@
 """The store on one SQLite file under the data dir (see `base.py` for what it keeps).
 
-Every write is one transaction in WAL mode with `synchronous=FULL`, so a write that was
-acknowledged survives a crash, and a reader sees either the old or the new set, never a mix. A
-set's read-modify-write runs under the database's write lock, which covers every set. The schema
+Every write is committed in WAL mode with `synchronous=FULL` before it is acknowledged, so it survives
+a crash, and a reader sees either the old or the new set, never a mix. Writers take turns on one
+connection, which is every set's lock; writes that queue up share one commit (`group_commit.py`). The schema
 is versioned (`PRAGMA user_version`); a database written by an older release is upgraded in place
 when the server starts, and one written by a newer release is refused.
 """
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from envvars.rules import SetLimits
 from envvars_server.datadir import create_private, secure_data_dir
 from envvars_server.store.base import StoreTooNew, pending_migrations
+from envvars_server.store.group_commit import GroupCommit
 from envvars_server.store.sql import Execute, SqlStore, Where
 
 _BASE_SCHEMA = """
@@ -119,9 +120,9 @@ class SqliteStore(SqlStore):
         self.path = data_dir / DB_FILE
         create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
         self._local = threading.local()
-        # One writer at a time inside this process, so SQLite's own lock is never contended and
-        # "database is locked" cannot reach a client; it is every set's lock too.
-        self._write_lock = threading.Lock()
+        # One writer at a time, on one connection, so SQLite's own lock is never contended and "database
+        # is locked" cannot reach a client; it is every set's lock too. Writers that queue up share a commit.
+        self._writes = GroupCommit(self._connect())
         self._migrate()
 
     def _migrate(self) -> None:
@@ -135,27 +136,22 @@ class SqliteStore(SqlStore):
                 execute(statement, ())
             execute(f"PRAGMA user_version = {SCHEMA_VERSION}", ())
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
+
     def _db(self) -> sqlite3.Connection:
+        """This thread's connection for reads."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=30000")
-            self._local.db = db
+            db = self._local.db = self._connect()
         return db
 
     def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._db().execute(sql, args).fetchall()
 
-    @contextmanager
-    def _write(self, where: Where | None = None) -> Iterator[Execute]:
-        with self._write_lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db.execute
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _write(self, where: Where | None = None) -> AbstractContextManager[Execute]:
+        return self._writes.transaction()
