@@ -95,10 +95,10 @@ class Properties:
     def encode(self, values: dict[str, Any], secrets: set[str], into: struct_pb2.Struct | None = None,
                given: Decoded | None = None) -> struct_pb2.Struct:
         """A Struct with every secret property wrapped, declared secret or passed as one; written `into` a
-        response's field when given (a response built around a finished Struct copies it, all of it).
+        response's field if one is passed (a response built around a finished Struct copies it, all of it).
 
-        A value that is still the very one decoded from `given` is copied from its Value on the wire, in C,
-        instead of being built again: Check returns the program's inputs, mostly as they came.
+        A value that is still the very object decoded as `given` is copied from its Value in the request, in C,
+        instead of being built again: Check returns the program's inputs mostly as they came.
         """
         wire = {}
         copied = []
