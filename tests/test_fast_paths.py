@@ -133,3 +133,15 @@ def test_diff_of_checked_inputs_answers_as_when_it_decodes_them(news: dict[str, 
     request = provider_pb2.DiffRequest(id="account", urn=urn, type=SETS, olds=olds, news=checked.inputs)
     assert urn in after_check._checked
     assert after_check.Diff(request, None) == _provider().Diff(request, None)
+
+
+def test_diff_decodes_new_inputs_other_than_those_checked() -> None:
+    urn = f"urn:pulumi:s::p::{SETS}::r"
+    olds = to_struct({"vars": secret(MANY), "exclusive": False, "revision": 1.0})
+    after_check = _provider()
+    after_check.Check(provider_pb2.CheckRequest(urn=urn, type=SETS, news=to_struct({"vars": MANY})), None)
+    news = to_struct({"vars": secret({**MANY, "KEY_0005": "other"}), "exclusive": False})
+    request = provider_pb2.DiffRequest(id="account", urn=urn, type=SETS, olds=olds, news=news)
+    answer = after_check.Diff(request, None)
+    assert answer == _provider().Diff(request, None)
+    assert list(answer.detailedDiff) == ['vars["KEY_0005"]']
