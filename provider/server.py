@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from google.protobuf import empty_pb2, struct_pb2
@@ -17,7 +17,17 @@ from envvars_provider.errors import PartialApply, ProviderError
 from envvars_provider.names import camel, snake
 from envvars_provider.protos import ResourceProviderServicer, plugin_pb2, provider_pb2
 from envvars_provider.resources.base import Resource
-from envvars_provider.values import UNKNOWN, fill_struct, from_struct, reveal, revealed, secret, to_struct
+from envvars_provider.values import (
+    SECRET_SIG,
+    SIG_KEY,
+    UNKNOWN,
+    fill_struct,
+    from_struct,
+    reveal,
+    revealed,
+    secret,
+    unwrapped,
+)
 
 log = logging.getLogger("envvars.provider")
 T = TypeVar("T")
@@ -39,6 +49,15 @@ def _name(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
 
 
+class Decoded(NamedTuple):
+    """A request's properties: plain values by snake_case name, the names that arrived secret, and the Value on
+    the wire of each plain value that holds no secret (`Properties.encode` copies it instead of building it)."""
+
+    values: dict[str, Any]
+    secrets: set[str]
+    wire: dict[str, struct_pb2.Value]
+
+
 class Properties:
     """Wire ↔ Python for one resource type: camelCase ↔ snake_case, secrets, integer coercion."""
 
@@ -46,42 +65,63 @@ class Properties:
         self.by_wire = {prop.wire: prop for prop in resource.props()}
         self.by_name = {prop.name: prop for prop in resource.props()}
 
-    def decode(self, struct: struct_pb2.Struct | None) -> tuple[dict[str, Any], set[str]]:
-        """Plain values by snake_case name, and the names that arrived secret."""
-        values: dict[str, Any] = {}
-        secrets: set[str] = set()
+    def decode(self, struct: struct_pb2.Struct | None) -> Decoded:
+        """The properties of a request's Struct, secrets revealed."""
+        decoded = Decoded({}, set(), {})
         if struct is None:
-            return values, secrets
+            return decoded
         for wire, raw in struct.fields.items():
             prop = self.by_wire.get(wire)
             if prop is None:
                 continue
-            plain, was_secret = revealed(raw)
-            values[prop.name] = prop.coerce(plain)
-            if was_secret:
-                secrets.add(prop.name)
-        return values, secrets
+            inner, wrapped = unwrapped(raw)
+            plain, nested = (None, False) if inner is None else revealed(inner)
+            decoded.values[prop.name] = prop.coerce(plain)
+            if wrapped or nested:
+                decoded.secrets.add(prop.name)
+            if inner is not None and not nested:
+                decoded.wire[prop.name] = inner
+        return decoded
+
+    def read_back(self, values: dict[str, Any]) -> dict[str, Any]:
+        """What `decode` gives for `values` once encoded (secrets revealed): the declared properties that are set."""
+        return {name: value for name, value in values.items() if value is not None and name in self.by_name}
 
     def failure_property(self, name: str, secrets: set[str]) -> str:
         """The property a Check failure names: none for a secret, as the engine prints the named one's value."""
         prop = self.by_name.get(name)
         return "" if prop is None or prop.secret or name in secrets else prop.wire
 
-    def encode(self, values: dict[str, Any], secrets: set[str], into: struct_pb2.Struct | None = None
-               ) -> struct_pb2.Struct:
+    def encode(self, values: dict[str, Any], secrets: set[str], into: struct_pb2.Struct | None = None,
+               given: Decoded | None = None) -> struct_pb2.Struct:
         """A Struct with every secret property wrapped, declared secret or passed as one; written `into` a
-        response's field when given (a response built around a finished Struct copies it, all of it)."""
+        response's field if one is passed (a response built around a finished Struct copies it, all of it).
+
+        A value that is still the very object decoded as `given` is copied from its Value in the request, in C,
+        instead of being built again: Check returns the program's inputs mostly as they came.
+        """
         wire = {}
+        copied = []
         for name, value in values.items():
             prop = self.by_name.get(name)
             if prop is None or value is None:
                 continue
-            wire[prop.wire] = secret(value) if (prop.secret or name in secrets) and value != UNKNOWN else value
-        if into is None:
-            return to_struct(wire)
-        into.SetInParent()
-        fill_struct(into, wire)
-        return into
+            wrap = (prop.secret or name in secrets) and value != UNKNOWN
+            source = given.wire.get(name) if given is not None and given.values.get(name) is value else None
+            if source is not None:
+                copied.append((prop.wire, source, wrap))
+            else:
+                wire[prop.wire] = secret(value) if wrap else value
+        struct = struct_pb2.Struct() if into is None else into
+        struct.SetInParent()
+        fill_struct(struct, wire)
+        for key, source, wrap in copied:
+            target = struct.fields[key]
+            if wrap:
+                target.struct_value.fields[SIG_KEY].string_value = SECRET_SIG
+                target = target.struct_value.fields["value"]
+            target.CopyFrom(source)
+        return struct
 
 
 class Provider(ResourceProviderServicer):
@@ -93,6 +133,9 @@ class Provider(ResourceProviderServicer):
         self._handlers: dict[str, tuple[Resource, Properties]] = {}
         self._claims = Claims()
         self._lock = threading.Lock()
+        # The inputs Check last returned for each URN, on the wire and as `decode` reads them back: the engine
+        # passes them to Diff, which takes them from here instead of decoding them again (and drops them).
+        self._checked: dict[str, tuple[struct_pb2.Struct, dict[str, Any]]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -185,8 +228,8 @@ class Provider(ResourceProviderServicer):
 
     def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
-        news, secrets = props.decode(request.news)
-        inputs, failures = resource.check(news)
+        given = props.decode(request.news)
+        inputs, failures = resource.check(given.values)
         claim = resource.claim(inputs)
         if claim is not None:
             failures += [("vars", reason) for reason in self._claims.register(request.urn, claim)]
@@ -194,16 +237,16 @@ class Provider(ResourceProviderServicer):
             for warning in resource.warnings(inputs):
                 engine_log.warn(f"{request.type} resource '{_name(request.urn)}': {warning}", request.urn)
         response = provider_pb2.CheckResponse(
-            failures=[provider_pb2.CheckFailure(property=props.failure_property(p, secrets), reason=reason)
+            failures=[provider_pb2.CheckFailure(property=props.failure_property(p, given.secrets), reason=reason)
                       for p, reason in failures],
         )
-        props.encode(inputs, secrets, into=response.inputs)
+        props.encode(inputs, given.secrets, into=response.inputs, given=given)
+        self._checked[request.urn] = (response.inputs, props.read_back(inputs))
         return response
 
     def Diff(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
-        olds, _ = props.decode(request.olds)
-        news, _ = props.decode(request.news)
+        olds, news = props.decode(request.olds).values, self._checked_news(request, props)
         what = f"diffing {request.type} '{_name(request.urn)}'"
         result = self._guard(context, what, lambda: resource.diff(olds, news))  # may read the platform
         return provider_pb2.DiffResponse(
@@ -215,9 +258,17 @@ class Provider(ResourceProviderServicer):
             hasDetailedDiff=True,
         )
 
+    def _checked_news(self, request: Any, props: Properties) -> dict[str, Any]:
+        """A Diff's new inputs: those Check returned for the resource when they come back unchanged (as the
+        engine sends them), else decoded."""
+        checked = self._checked.pop(request.urn, None)
+        if checked is not None and checked[0] == request.news:
+            return checked[1]
+        return props.decode(request.news).values
+
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
-        inputs, secrets = props.decode(request.properties)
+        inputs, secrets, _ = props.decode(request.properties)
         what = f"creating {request.type} '{_name(request.urn)}'"
         if request.preview:
             preview = self._guard(context, what, lambda: resource.preview(None, inputs))
@@ -232,7 +283,7 @@ class Provider(ResourceProviderServicer):
 
     def Read(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
-        state, secrets = props.decode(request.properties)
+        state, secrets, _ = props.decode(request.properties)
         what = f"reading {request.type} '{_name(request.urn)}'"
         current = self._guard(context, what, lambda: resource.read(request.id, state))
         if current is None:
@@ -244,8 +295,8 @@ class Provider(ResourceProviderServicer):
 
     def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
-        olds, _ = props.decode(request.olds)
-        news, secrets = props.decode(request.news)
+        olds = props.decode(request.olds).values
+        news, secrets, _ = props.decode(request.news)
         what = f"updating {request.type} '{_name(request.urn)}'"
         if request.preview:
             preview = self._guard(context, what, lambda: resource.preview(olds, news))
@@ -261,7 +312,7 @@ class Provider(ResourceProviderServicer):
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
-        state, _ = props.decode(request.properties)
+        state = props.decode(request.properties).values
         what = f"deleting {request.type} '{_name(request.urn)}'"
         others = self._claims.held
         self._guard(context, what, lambda: resource.delete(request.id, state, others), timeout=request.timeout)

@@ -41,15 +41,24 @@ def from_struct(struct: struct_pb2.Struct | None) -> dict[str, Any]:
     return {key: _value(item) for key, item in struct.fields.items()}
 
 
-def revealed(value: struct_pb2.Value) -> tuple[Any, bool]:
-    """`reveal(_value(value))` in one walk: the plain value, secret wrappers removed, and whether it held any."""
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
+def unwrapped(value: struct_pb2.Value) -> tuple[struct_pb2.Value | None, bool]:
+    """The Value a secret wrapper holds (None if none) and True, or `value` itself and False."""
+    if value.WhichOneof("kind") == "struct_value":
         fields = value.struct_value.fields
         signature = fields.get(SIG_KEY)
         if signature is not None and signature.string_value == SECRET_SIG:
-            inner = fields.get("value")
-            return (None if inner is None else revealed(inner)[0]), True
+            return fields.get("value"), True
+    return value, False
+
+
+def revealed(value: struct_pb2.Value) -> tuple[Any, bool]:
+    """`reveal(_value(value))` in one walk: the plain value, secret wrappers removed, and whether it held any."""
+    inner, wrapped = unwrapped(value)
+    if wrapped:
+        return (None if inner is None else revealed(inner)[0]), True
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        fields = value.struct_value.fields
         found: list[bool] = []
 
         def other(item: struct_pb2.Value) -> Any:

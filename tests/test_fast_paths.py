@@ -1,4 +1,5 @@
-"""The whole-map fast paths of Check and Diff (diff_10k) answer exactly as the key-by-key code does."""
+"""The fast paths of Check and Diff (diff_10k) answer exactly as the general code does: whole-map operations as
+key-by-key ones, values copied on the wire as values built, Check's inputs taken back as decoded ones."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from envvars.diff import KeyDiff, diff_keys
 from envvars.envfile import login_alteration
 from envvars.rules import KeyRules, key_violation, value_violation, violations
 from envvars.rules.vers import RULES
+from envvars_provider.protos import provider_pb2
 from envvars_provider.resources.checks import login_warnings
+from envvars_provider.server import Provider
 from envvars_provider.values import UNKNOWN, from_struct, reveal, revealed, secret, to_struct
 from tests.test_rules import EXAMPLE, INVALID
 
@@ -76,3 +79,69 @@ def test_diff_keys_sorts_added_updated_and_deleted() -> None:
     assert diff_keys(old, new) == KeyDiff(added=["B_NEW", "NEW"], updated=["CHANGE"], deleted=["ALSO_GONE", "GONE"])
     assert diff_keys(new, new) == KeyDiff([], [], [])
     assert diff_keys({"A": "1", "B": "1"}, {"A": "1", "C": "1"}) == KeyDiff(["C"], [], ["B"])
+
+
+def _provider() -> Provider:
+    """A servicer in this process (no platform is called: Check, and Diff of non-exclusive sets)."""
+    return Provider()
+
+
+SETS = "envvars:vers:EnvVars"
+CHECKED: list[tuple[str, dict[str, Any]]] = [
+    (SETS, {"vars": dict(list(MANY.items())[:50])}),
+    (SETS, {"vars": secret({"A": "x", "B": ""}), "exclusive": secret(True)}),
+    (SETS, {"vars": {"A": secret("x"), "B": "y"}}),  # a secret inside: built, not copied
+    (SETS, {"vars": {"A": UNKNOWN, "B": ""}, "exclusive": UNKNOWN}),
+    (SETS, {"vars": UNKNOWN}),
+    (SETS, {"vars": {}, "unknownProp": "dropped"}),
+    (SETS, {"vars": secret(secret({"A": "x"}))}),
+    ("envvars:vers:EnvVar", {"key": "A", "value": secret("x")}),
+    ("envvars:vers:Vm", {"vcpuCount": 2.0, "labels": {"team": "a"}, "envRevision": secret(3.0)}),
+    ("envvars:phala:CvmEnv", {"cvmId": "c1", "vars": {"B": "2", "A": "1"}}),  # envKeys filled in by Check
+]
+
+
+@pytest.mark.parametrize(("token", "news"), CHECKED, ids=lambda v: repr(v)[:50])
+def test_check_copies_from_the_wire_what_it_would_build(token: str, news: dict[str, Any]) -> None:
+    provider = _provider()
+    request = provider_pb2.CheckRequest(urn=f"urn:pulumi:s::p::{token}::r", type=token, news=to_struct(news))
+    response = provider.Check(request, None)
+    resource, props = provider._handler(token)
+    given = props.decode(request.news)
+    inputs, _ = resource.check(given.values)
+    built = props.encode(inputs, given.secrets)  # every value built from Python, none copied
+    assert response.inputs == built
+    assert props.read_back(inputs) == props.decode(built).values  # what Diff takes instead of decoding
+
+
+DIFFED: list[dict[str, Any]] = [
+    {"vars": {**MANY, "KEY_0999": "changed"}},
+    {"vars": {**MANY, "NEW": "1"}},
+    {"vars": {key: value for key, value in MANY.items() if key != "KEY_0000"}},
+    {"vars": {**MANY, "KEY_0001": UNKNOWN}},
+    {"vars": MANY, "exclusive": False},
+    {"vars": {"A": secret("x")}},
+]
+
+
+@pytest.mark.parametrize("news", DIFFED, ids=lambda v: repr(v)[:50])
+def test_diff_of_checked_inputs_answers_as_when_it_decodes_them(news: dict[str, Any]) -> None:
+    urn = f"urn:pulumi:s::p::{SETS}::r"
+    olds = to_struct({"vars": secret(MANY), "exclusive": False, "revision": 1.0})
+    after_check = _provider()
+    checked = after_check.Check(provider_pb2.CheckRequest(urn=urn, type=SETS, news=to_struct(news)), None)
+    request = provider_pb2.DiffRequest(id="account", urn=urn, type=SETS, olds=olds, news=checked.inputs)
+    assert urn in after_check._checked
+    assert after_check.Diff(request, None) == _provider().Diff(request, None)
+
+
+def test_diff_decodes_new_inputs_other_than_those_checked() -> None:
+    urn = f"urn:pulumi:s::p::{SETS}::r"
+    olds = to_struct({"vars": secret(MANY), "exclusive": False, "revision": 1.0})
+    after_check = _provider()
+    after_check.Check(provider_pb2.CheckRequest(urn=urn, type=SETS, news=to_struct({"vars": MANY})), None)
+    news = to_struct({"vars": secret({**MANY, "KEY_0005": "other"}), "exclusive": False})
+    request = provider_pb2.DiffRequest(id="account", urn=urn, type=SETS, olds=olds, news=news)
+    answer = after_check.Diff(request, None)
+    assert answer == _provider().Diff(request, None)
+    assert list(answer.detailedDiff) == ['vars["KEY_0005"]']

@@ -86,7 +86,8 @@ class Resource:
 
     def check(self, news: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """Fill defaults and validate; return the inputs and (property, reason) failures, then the
-        settings it needs that are unset."""
+        settings it needs that are unset. An input left as given is `news`'s own value, never changed in
+        place (the servicer then copies it from the request instead of encoding it)."""
         inputs = dict(news)
         failures = []
         for prop in self.inputs:
@@ -128,7 +129,8 @@ class Resource:
                 entries = {map_path(prop.wire, k): "add" for k in keys.added}
                 entries |= {map_path(prop.wire, k): "update" for k in keys.updated}
                 entries |= {map_path(prop.wire, k): "delete" for k in keys.deleted}
-                entries |= {map_path(prop.wire, k): "update" for k, v in new.items() if v == UNKNOWN}
+                if UNKNOWN in new.values():
+                    entries |= {map_path(prop.wire, k): "update" for k, v in new.items() if v == UNKNOWN}
                 if not entries:
                     continue
             else:
