@@ -32,7 +32,7 @@ def wait_until_answers(name: str, url: str, process: subprocess.Popen[Any], time
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a loaded host may take over a second to answer
             time.sleep(0.05)
     raise RuntimeError(f"{name} did not answer on {url} within {timeout}s")
 
