@@ -235,31 +235,31 @@ class Machines:
 
     def list(self, owner: str | None = None) -> list[dict[str, Any]]:
         """Live records, of one owner or of everyone, oldest first (as shown: see `_shown`)."""
-        return [self._shown(record) for record in self.store.list_machines(self.platform, owner)]
+        return [self.shown(record) for record in self.store.list_machines(self.platform, owner)]
 
     def record(self, owner: str, machine_id: str) -> dict[str, Any]:
         """The owner's live record, or NotFound (also for another user's workload)."""
         record = self.store.get_machine(self.platform, owner, machine_id)
         if record is None:
             raise NotFound(f"{self.noun} {machine_id!r} not found")
-        return self._shown(record)
+        return self.shown(record)
 
-    def _shown(self, record: dict[str, Any]) -> dict[str, Any]:
+    def shown(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record, `dead` when it runs on a node that stopped beating."""
         node = record.get("node")
         if self.membership.is_local(node) or self.membership.url_of(node) is not None:
             return record
         return {**record, "state": "dead"}
 
-    def here(self, record: Mapping[str, Any]) -> None:
-        """Return if what `record` names (a workload, a snapshot...) is on this node; `Elsewhere` when it is on
-        another live node, NotRunning when its node stopped beating."""
+    def here(self, record: Mapping[str, Any], what: str) -> None:
+        """Return if what `record` names (a workload, a snapshot...; `what` in messages) is on this node;
+        `Elsewhere` when it is on another live node, NotRunning when its node stopped beating."""
         node = record.get("node")
         if self.membership.is_local(node):
             return
         url = self.membership.url_of(node)
         if url is None:
-            raise NotRunning(f"{self.noun} {record['id']!r} is dead: node {node} that runs it stopped answering")
+            raise NotRunning(f"{what} is dead: node {node}, where it is, stopped answering")
         raise Elsewhere(str(node), url)
 
     def placed(self) -> dict[str, str]:
@@ -268,7 +268,7 @@ class Machines:
 
     def _ready(self, owner: str, machine_id: str) -> tuple[dict[str, Any], Machine]:
         """The record and machine of a workload that finished booting."""
-        self.here(self.record(owner, machine_id))
+        self.here(self.record(owner, machine_id), f"{self.noun} {machine_id!r}")
         with self._registry_lock:
             machine = self._machines.get(machine_id)
         if machine is None:
@@ -387,7 +387,7 @@ class Machines:
         stopped beating: that node's disk of it stays)."""
         record = self.record(owner, machine_id)
         try:
-            self.here(record)
+            self.here(record, f"{self.noun} {machine_id!r}")
         except NotRunning:
             self._forget(record)
             return

@@ -74,6 +74,17 @@ def test_a_vm_made_on_one_replica_is_served_by_every_replica_and_the_balancer(ap
     assert apis[0].get(f"/api/v1/vm/{vm_id}/metadata").status_code == 404
 
 
+def test_a_commit_made_through_one_replica_is_restored_through_another(apis: list[Api]) -> None:
+    vm_id = new_vm(apis[0])
+    assert run(apis[1], vm_id, "echo kept > /root/mark").json()["exit_code"] == 0
+    commit = apis[1].post(f"/api/v1/vm/{vm_id}/commit")
+    assert commit.status_code == 201, commit.text
+    restored = apis[2].post("/api/v1/vm/from_commit", json={"commit_id": commit.json()["commit_id"]})
+    assert restored.status_code == 201, restored.text  # made on node-1, where the commit's disk is
+    ran = run(apis[3], restored.json()["vm_id"], "cat /root/mark")
+    assert ran.status_code == 200 and ran.json()["stdout"] == "kept\n"
+
+
 def test_a_container_is_restarted_through_any_replica_with_its_stored_map(apis: list[Api]) -> None:
     container_id = new_container(apis[1])
     patch(apis[2], container_id, {"MODE": "blue"})
