@@ -38,9 +38,10 @@ def _mac(secret: bytes, method: str, target: str, node: str, user: str, ts: str,
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def sign(secret: bytes, method: str, target: str, node: str, user: str, body: bytes) -> str:
-    """The header value for a request of `user` forwarded by `node`; `target` is the path with its query."""
-    ts = str(int(time.time()))
+def sign(secret: bytes, method: str, target: str, node: str, user: str, body: bytes, at: float | None = None) -> str:
+    """The header value for a request of `user` forwarded by `node` (now, or `at`); `target` is the path with its
+    query."""
+    ts = str(int(time.time() if at is None else at))
     digest = hashlib.sha256(body).hexdigest()
     mac = _mac(secret, method, target, node, user, ts, digest)
     return f"v1 node={node} user={user} ts={ts} body={digest} sig={mac}"
