@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -161,3 +163,26 @@ def test_a_silent_replica_has_its_workloads_dead_and_its_sets_kept(cluster: Loca
     assert back.status_code == 200 and back.json()["stdout"] == "yes\n"
     restart(lb, container_id)  # it came back with the map of its last boot; a restart gives it the stored one
     assert running_env(lb, container_id)["ALSO"] == "kept"
+
+
+@pytest.mark.parametrize(("options", "refusal"), [
+    (["--node-id", "a"], "a replica needs --node-id, --advertise-url, --cluster-secret-file and --database"),
+    (["--node-id", "a", "--advertise-url", "http://127.0.0.1:1", "--cluster-secret-file", "{secret}"],
+     "a replica needs --node-id, --advertise-url, --cluster-secret-file and --database"),
+    (["--node-id", "a b", "--advertise-url", "http://127.0.0.1:1", "--cluster-secret-file", "{secret}",
+      "--database", "postgresql://nowhere/db"], "node id 'a b': letters, digits, '_', '.', '-', at most 64"),
+    (["--node-id", "a", "--advertise-url", "http://127.0.0.1:1", "--cluster-secret-file", "{open_secret}",
+      "--database", "postgresql://nowhere/db"], "{open_secret} is readable by others: chmod 600 it"),
+])
+def test_a_replica_refuses_to_start_without_what_a_cluster_needs(tmp_path: Path, options: list[str],
+                                                                 refusal: str) -> None:
+    files = {"secret": tmp_path / "secret", "open_secret": tmp_path / "open-secret"}
+    for name, path in files.items():
+        path.write_text("s" * 40)
+        path.chmod(0o600 if name == "secret" else 0o644)
+    shown = {name: str(path) for name, path in files.items()}
+    done = subprocess.run([sys.executable, "-m", "envvars_server.cli", "serve", "--data-dir", str(tmp_path / "data"),
+                           *(option.format(**shown) for option in options)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == f"envvars-server: cannot join the cluster: {refusal.format(**shown)}"
