@@ -234,7 +234,7 @@ class Machines:
     # -- lookups ----------------------------------------------------------------------------
 
     def list(self, owner: str | None = None) -> list[dict[str, Any]]:
-        """Live records, of one owner or of everyone, oldest first (as shown: see `_shown`)."""
+        """Live records, of one owner or of everyone, oldest first, as `shown`."""
         return [self.shown(record) for record in self.store.list_machines(self.platform, owner)]
 
     def record(self, owner: str, machine_id: str) -> dict[str, Any]:

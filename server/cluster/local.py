@@ -29,7 +29,7 @@ def _private_file(path: Path, content: bytes) -> None:
 def haproxy_config(port: int, replicas: Sequence[ServerProcess]) -> str:
     """HAProxy in front of `replicas` on 127.0.0.1:`port`: round robin over those that answer their health check;
     a request that cannot reach one is sent to another."""
-    servers = "\n".join(f"    server replica-{number} 127.0.0.1:{replica.port} check inter 1s fall 2 rise 1"
+    servers = "\n".join(f"    server replica-{number} 127.0.0.1:{replica.port} check inter 2s fall 2 rise 1"
                         for number, replica in enumerate(replicas, 1))
     return f"""global
     maxconn 2048
