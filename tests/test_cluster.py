@@ -18,6 +18,7 @@ import requests
 
 from envvars_server.cluster import signing
 from envvars_server.cluster.local import SECRET_FILE, LocalCluster
+from envvars_server.launch import ServerProcess, free_port
 from tests.cluster import NODE_TIMEOUT_S, cluster  # noqa: F401  (the module's cluster)
 from tests.conftest import Api
 from tests.hoody import new_container, patch, restart, running_env
@@ -136,6 +137,16 @@ def test_a_forged_forwarding_header_gets_nothing(cluster: LocalCluster, apis: li
     assert cluster.log is not None
     leaked = secret.decode() in Path(cluster.log.name).read_text()
     assert not leaked, "the cluster secret is in the replicas' log"
+
+
+def test_a_second_replica_under_a_live_node_id_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:  # noqa: F811
+    first = cluster.replicas[0]
+    twin = ServerProcess(tmp_path / "twin", log=cluster.log, args=[
+        option if option != first.url else f"http://127.0.0.1:{free_port()}" for option in first.args])
+    with pytest.raises(RuntimeError, match="exited"):
+        twin.start()
+    assert cluster.log is not None
+    assert "node id node-1 is taken" in Path(cluster.log.name).read_text()
 
 
 def test_a_silent_replica_has_its_workloads_dead_and_its_sets_kept(cluster: LocalCluster,  # noqa: F811

@@ -75,9 +75,15 @@ class Membership:
         return self.node.node_id if self.node else None
 
     def start(self) -> None:
-        """Beat once (so this node is known before it serves), then keep beating in the background."""
+        """Beat once (so this node is known before it serves), then keep beating in the background; refuse to
+        when another replica beats under this node's id."""
         if self.node is None:
             return
+        for node, url, age in self.store.nodes():
+            if node == self.node.node_id and url != self.node.advertise_url and age < self.node.timeout_s:
+                raise RuntimeError(f"node id {node} is taken: the replica at {url} beat {age:.1f} s ago; give this "
+                                   f"one another --node-id (or, if that was this replica's old address, wait "
+                                   f"{self.node.timeout_s:g} s)")
         self.beat()
         self._thread = threading.Thread(target=self._beating, name="envvars-heartbeat", daemon=True)
         self._thread.start()
