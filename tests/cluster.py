@@ -10,7 +10,7 @@ import pytest
 from envvars_server.cluster.local import LocalCluster
 from tests.postgres import PostgresServer
 
-NODE_TIMEOUT_S = 3.0  # short, so that a replica's silence shows within a test
+NODE_TIMEOUT_S = 5.0  # short, so that a replica's silence shows within a test; long enough for a loaded host
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,9 @@ def _private_file(path: Path, content: bytes) -> None:
 
 def haproxy_config(port: int, replicas: Sequence[ServerProcess]) -> str:
     """HAProxy in front of `replicas` on 127.0.0.1:`port`: round robin over those that answer their health check;
-    a request that cannot reach one is sent to another."""
-    servers = "\n".join(f"    server replica-{number} 127.0.0.1:{replica.port} check inter 2s fall 2 rise 1"
+    a request that cannot reach one is sent to another. Checks are patient: on a loaded host a slow answer is no
+    reason to take a replica out (with all out, HAProxy would refuse every request)."""
+    servers = "\n".join(f"    server replica-{number} 127.0.0.1:{replica.port} check inter 2s fall 3 rise 1"
                         for number, replica in enumerate(replicas, 1))
     return f"""global
     maxconn 2048
@@ -38,6 +39,7 @@ defaults
     timeout connect 5s
     timeout client 700s
     timeout server 700s
+    timeout check 10s
     retries 3
     option redispatch
 frontend envvars
