@@ -10,7 +10,7 @@ WORKERS := -n 2 --dist loadfile
 RELIABILITY := tests/test_fuzz.py tests/test_durability.py tests/test_concurrency.py tests/test_secrets.py \
 	tests/test_auth_isolation.py tests/test_faults.py tests/test_bad_input.py
 
-.PHONY: install engine sdks demo test typecheck test-unit soak bench bench-smoke gen-schema gen-sdk dist clean
+.PHONY: install engine sdks demo demo-cluster test typecheck test-unit soak bench bench-smoke gen-schema gen-sdk dist clean
 
 install: $(STAMP) engine sdks ## venv with the project, the SDK, the pinned deps; host tools; the Pulumi engine; the SDKs built
 
@@ -29,6 +29,9 @@ sdks: ## the TypeScript SDK compiled with tsc and the Go SDK with go build (vers
 
 demo: install ## the example from first up to a changed value: preview --diff, VMs replaced (values masked)
 	$(BIN)/python examples/demo.py
+
+demo-cluster: install ## the same story through HAProxy in front of three replicas on a throwaway PostgreSQL
+	$(BIN)/python examples/demo.py --cluster
 
 test: install ## the whole suite, after the linter and the type checker
 	$(BIN)/ruff check envvars server provider tests examples bench scripts

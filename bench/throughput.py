@@ -10,6 +10,10 @@ transactions as the server just answered requests, of the same shape (the token'
 20-key read or the 1-key upsert), through the store's own code (server/store/sqlite.py) from 16
 threads at once, without HTTP. Server rate / floor rate is the share of a request's time that is
 the store; the rest is the web stack.
+
+The cluster: the same load through HAProxy before three replicas on one PostgreSQL (fsync on, as durable as
+the SQLite file), all on this machine, alternated with the single server on SQLite (`server_throughput.cluster_*`:
+cluster / single).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import requests
 
 from bench.common import REPO, Figure, Settings, alternate, ratio_figure
+from envvars_server.cluster.local import LocalCluster
 from envvars_server.launch import ServerProcess, free_port, wait_until_answers
 from envvars_server.store.sqlite import SqliteStore
 
@@ -111,8 +116,31 @@ def served_then_floor(port: int, method: str, settings: Settings, auth: dict[str
     return served
 
 
+def on_cluster(settings: Settings, single: ServerProcess, single_auth: dict[str, str]) -> list[Figure]:
+    """GET and PUT through the balancer of three replicas on PostgreSQL, vs the single server on SQLite."""
+    from tests.postgres import PostgresServer
+
+    postgres = PostgresServer(fsync=True)
+    try:
+        with LocalCluster(settings.tmp / "cluster", postgres.new_database()) as cluster:
+            auth = {"Authorization": f"Bearer {cluster.token('bench')}"}
+            requests.put(f"{cluster.url}/api/v1/env_vars", json={"vars": SEED, "replace": True}, headers=auth,
+                         timeout=30).raise_for_status()
+            figures = []
+            for method in ("GET", "PUT"):
+                subjects, baselines = alternate(partial(rate, cluster.port, method, "/api/v1/env_vars", settings, auth),
+                                                partial(rate, single.port, method, "/api/v1/env_vars", settings,
+                                                        single_auth), n=settings.pick(5, 1))
+                figures.append(ratio_figure(
+                    f"server_throughput.cluster_{method.lower()}", subjects, baselines, "req/s",
+                    note="three replicas on PostgreSQL behind HAProxy vs one server on SQLite, on the same cores"))
+            return figures
+    finally:
+        postgres.stop()
+
+
 def run(settings: Settings) -> list[Figure]:
-    """Four figures: GET and PUT, each vs the hello-world and vs the database floor."""
+    """Six figures: GET and PUT, each vs the hello-world, vs the database floor, and on a cluster vs alone."""
     floor = StoreFloor(settings.tmp / "floor")
     with ServerProcess(settings.tmp / "data") as server:
         auth = {"Authorization": f"Bearer {server.token('bench')}"}
@@ -134,4 +162,5 @@ def run(settings: Settings) -> list[Figure]:
                                                  "ratio is the store's share of a request"))
         finally:
             hello.stop()
+        figures += on_cluster(settings, server, auth)
     return figures

@@ -9,6 +9,10 @@ with a local file backend:
 3. `pulumi up` again, then shows that the old VMs are gone and the new ones see the new value
    while every other variable is unchanged.
 Exits non-zero if any VM sees something else than the story says.
+
+With `--cluster` (`make demo-cluster`) the same story runs against three replicas of the server on one
+PostgreSQL (a throwaway one, initdb into a temp dir), through HAProxy in front of them: each VM runs on
+the replica that created it, and whichever replica a request reaches answers for it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from envvars.envfile import parse  # noqa: E402
+from envvars_server.cluster.local import LocalCluster  # noqa: E402
 from envvars_server.launch import ServerProcess  # noqa: E402
 from examples.workspace import Workspace  # noqa: E402
 
@@ -37,7 +42,7 @@ def step(title: str) -> None:
 class Demo:
     """One server, one user, one stack of the example."""
 
-    def __init__(self, server: ServerProcess, tmp: Path):
+    def __init__(self, server: ServerProcess | LocalCluster, tmp: Path):
         token = server.token("demo")
         self.url = server.url
         self.api = requests.Session()
@@ -92,9 +97,26 @@ def run(demo: Demo) -> bool:
     return ok
 
 
+def on_cluster(tmp: Path) -> bool:
+    """The story through HAProxy in front of three replicas on a throwaway PostgreSQL."""
+    from tests.postgres import PostgresServer
+
+    postgres = PostgresServer()
+    try:
+        with LocalCluster(tmp / "cluster", postgres.new_database()) as cluster:
+            step(f"a cluster: PostgreSQL on port {postgres.port}; replicas on "
+                 + ", ".join(replica.url for replica in cluster.replicas) + f"; HAProxy on {cluster.url}")
+            return run(Demo(cluster, tmp))
+    finally:
+        postgres.stop()
+
+
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="envvars-demo-") as tmp, ServerProcess(Path(tmp) / "data") as server:
-        return 0 if run(Demo(server, Path(tmp))) else 1
+    with tempfile.TemporaryDirectory(prefix="envvars-demo-") as tmp:
+        if "--cluster" in sys.argv[1:]:
+            return 0 if on_cluster(Path(tmp)) else 1
+        with ServerProcess(Path(tmp) / "data") as server:
+            return 0 if run(Demo(server, Path(tmp))) else 1
 
 
 if __name__ == "__main__":

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from envvars.rules import SetLimits
 from envvars_server import chain, clock, workloads
 from envvars_server.auth import BearerAuth
+from envvars_server.cluster import Elsewhere, Membership, NodeConfig
+from envvars_server.cluster.forwarding import TIMEOUT, PeerAuth, forwarder
 from envvars_server.datadir import secure_data_dir
 from envvars_server.errors import install_error_handlers
 from envvars_server.faults import FaultInjector
@@ -24,27 +27,37 @@ from envvars_server.store import PostgresStore, SqliteStore, Store
 
 def create_app(
     data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, faults: bool = False,
-    set_limits: SetLimits | None = None, database: str | None = None, **options: Any,
+    set_limits: SetLimits | None = None, database: str | None = None, node: NodeConfig | None = None,
+    **options: Any,
 ) -> FastAPI:
     """Build the server for one data dir (SQLite file, workloads' disks); `faults` is for tests only.
 
-    `database`, a `postgresql://` URL, puts the store on that PostgreSQL database instead of the SQLite file.
+    `database`, a `postgresql://` URL, puts the store on that PostgreSQL database instead of the SQLite file;
+    `node` makes the server a replica among others on that database (`cluster`).
 
     `options` reach every platform's `run` (`max_workloads_per_user`, `max_procs`, Vers' `vm_slots`).
     """
+    if node is not None and not database:
+        raise ValueError("a cluster node needs a database the replicas share (--database postgresql://...)")
     if database:
         secure_data_dir(data_dir)  # still the workloads' disks and the chain's
         store: Store = PostgresStore(database, set_limits)
     else:
         store = SqliteStore(data_dir, set_limits)
     server_clock = clock.Clock()
+    membership = Membership(store, node)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime(app, store, data_dir, options, clock=server_clock,
-                          workload_options={platform.name: platform.workload_options for platform in PLATFORMS})
+                          workload_options={platform.name: platform.workload_options for platform in PLATFORMS},
+                          membership=membership)
         app.state.workloads = runtime.workloads
-        with ExitStack() as running:
+        async with AsyncExitStack() as running:
+            membership.start()  # first: the node is known (and its workloads its own) before any recovers
+            running.callback(membership.stop)
+            if node is not None:
+                app.state.peers = await running.enter_async_context(httpx.AsyncClient(timeout=TIMEOUT))
             for platform in PLATFORMS:
                 if platform.run is not None:
                     running.enter_context(platform.run(runtime))
@@ -69,6 +82,8 @@ def create_app(
     if faults:
         app.include_router(clock.router(workloads.PREFIX))
     install_error_handlers(app, envelopes)
+    if node is not None:
+        app.add_exception_handler(Elsewhere, forwarder(node, envelopes))
     workloads.document_platforms(app, [platform.name for platform in PLATFORMS],
                                  {platform.name: platform.workload_options for platform in PLATFORMS
                                   if platform.workload_options})
@@ -76,6 +91,8 @@ def create_app(
     app.add_middleware(StrictInput, envelopes=envelopes)  # reads whole bodies: only inside the body limit
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, envelopes=envelopes)
     app.add_middleware(BearerAuth, store=store, envelopes=envelopes)
+    if node is not None:  # outside token auth: a forwarded request's user comes from its verified signature
+        app.add_middleware(PeerAuth, node=node, envelopes=envelopes, max_body_bytes=max_body_bytes)
     if faults:
         app.add_middleware(FaultInjector, envelopes=envelopes)
     return app

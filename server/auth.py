@@ -5,6 +5,8 @@ Each platform says where its token goes (its envelope's `token_header`): `Author
 tokens work with every platform.
 Auth runs as ASGI middleware, before the body is read, so a request without a valid token gets
 401 even when its body is malformed. Tokens are looked up by their SHA-256 (never stored plain).
+A request another replica forwarded carries no token: its user comes from the signed forwarding
+header, verified before this middleware runs (`cluster.forwarding.PeerAuth`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def unauthorized(envelope: Envelope, sent: bool) -> str:
     how = "'Authorization: Bearer <token>'" if envelope.token_header == "authorization" else \
         f"the token in the '{envelope.token_header}' header"
     return f"{'invalid' if sent else 'missing'} API token: send {how}"
+
+VERIFIED_USER = "envvars.verified_user"  # scope key: the user of a request a cluster peer forwarded, signature verified
 
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer_auth")
 
@@ -52,7 +56,7 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         token = self._token(envelope, scope["headers"])
-        user = self.store.user_for_token(token) if token else None
+        user = scope.get(VERIFIED_USER) or (self.store.user_for_token(token) if token else None)
         if user is None:
             code = envelope.invalid_token_code if token else None
             await send_error(send, self.envelopes, path, 401, unauthorized(envelope, bool(token)),

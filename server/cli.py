@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from envvars.rules import DEFAULT_MAX_SET_BYTES, DEFAULT_MAX_SET_VARS
+from envvars_server.cluster.membership import DEFAULT_NODE_TIMEOUT_S, NodeConfig, read_secret
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
 from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS
 from envvars_server.slots import DEFAULT_PER_USER
@@ -30,6 +31,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"envvars-server: cannot start VMs on this host: {exc}", file=sys.stderr)
         return 2
     print(f"envvars-server: VM isolation: {host().describe()}", file=sys.stderr)
+    try:
+        node = _node(args)
+    except (OSError, ValueError) as exc:
+        print(f"envvars-server: cannot join the cluster: {exc}", file=sys.stderr)
+        return 2
     if args.faults:
         print("envvars-server: fault injection is on (--faults): for tests only, see POST /_faults",
               file=sys.stderr)
@@ -37,10 +43,21 @@ def _serve(args: argparse.Namespace) -> int:
         Path(args.data_dir), max_body_bytes=args.max_body_bytes, faults=args.faults,
         set_limits=SetLimits(max_vars=args.max_vars_per_set, max_bytes=args.max_set_bytes),
         vm_slots=UserSlots(per_user=args.vm_ops_per_user), max_workloads_per_user=args.max_workloads_per_user,
-        max_procs=args.vm_max_procs, database=args.database,
+        max_procs=args.vm_max_procs, database=args.database, node=node,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
+
+
+def _node(args: argparse.Namespace) -> NodeConfig | None:
+    """This replica's place in a cluster, from the cluster options (all of them, or none: a single server)."""
+    given = [args.node_id, args.advertise_url, args.cluster_secret_file]
+    if not any(given):
+        return None
+    if not all(given) or not args.database:
+        raise ValueError("a replica needs --node-id, --advertise-url, --cluster-secret-file and --database")
+    return NodeConfig(args.node_id, args.advertise_url.rstrip("/"), read_secret(Path(args.cluster_secret_file)),
+                      args.node_timeout)
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -62,6 +79,18 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--database", metavar="URL", default=None,
                        help="keep the store on this PostgreSQL database (postgresql://...) instead of the SQLite "
                             "file in --data-dir")
+    cluster = serve.add_argument_group(
+        "cluster", "run as one of several replicas on one --database: each workload runs on the replica that made "
+        "it, and any replica forwards a request for it there")
+    cluster.add_argument("--node-id", metavar="ID", help="this replica's name, unique in the cluster and kept "
+                         "across its restarts (its workloads are recorded on it)")
+    cluster.add_argument("--advertise-url", metavar="URL",
+                         help="where the other replicas reach this one (http://host:port)")
+    cluster.add_argument("--cluster-secret-file", metavar="PATH",
+                         help="a file (mode 0600) holding the secret every replica shares, at least 32 bytes; it "
+                              "signs the requests replicas forward to each other")
+    cluster.add_argument("--node-timeout", metavar="SECONDS", type=float, default=DEFAULT_NODE_TIMEOUT_S,
+                         help="a replica silent this long has its workloads shown dead (default: %(default)s)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,

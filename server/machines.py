@@ -19,6 +19,11 @@ env file of their last boot, not re-injected, unless the platform's `Delivery` k
 only: then it was lost with the sandbox, and the recovery boot writes the stored set again),
 `paused`/`sleeping` ones boot and pause again, and those still `booting` when the server stopped are `dead`.
 
+In a cluster (`cluster.Membership`) a workload runs on the node that created it, named in its record
+(`node`): an operation on a live workload of another node raises `cluster.Elsewhere`, so the request is
+answered there, and the workloads of a node that stopped beating are shown `dead` (their records stay;
+the node recovers them when it is back). Each node recovers and stops only its own.
+
 Failures are domain errors (`MachineError` subclasses); each platform maps them to its own statuses
 and codes. Nothing here names a platform.
 """
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from envvars.envfile import render
+from envvars_server.cluster.membership import Elsewhere, Membership
 from envvars_server.errors import DomainError
 from envvars_server.sandbox import AgentUnavailable, GuestError, Limits, Sandbox
 from envvars_server.sandbox.agent import PROCESS_ENV_FILE
@@ -156,7 +162,8 @@ class Machines:
 
     def __init__(self, store: Store, platform: str, root_dir: Path, env_for: EnvSource, noun: str,
                  delivery: Delivery = ETC_ENVIRONMENT, max_per_user: int = DEFAULT_MAX_PER_USER,
-                 max_procs: int = DEFAULT_MAX_PROCS, phases: tuple[Phase, ...] = (), main_phase: str | None = None):
+                 max_procs: int = DEFAULT_MAX_PROCS, phases: tuple[Phase, ...] = (), main_phase: str | None = None,
+                 membership: Membership | None = None):
         self.store = store
         self.platform = platform
         self.root_dir = root_dir
@@ -167,6 +174,7 @@ class Machines:
         self.max_procs = max_procs
         self.phases = phases
         self.main_phase = main_phase
+        self.membership = membership or Membership(store)
         self._machines: dict[str, Machine] = {}
         self._phase_machines: dict[tuple[str, str], Machine] = {}  # (workload id, phase) -> its last step's sandbox
         self._registry_lock = threading.Lock()
@@ -226,19 +234,41 @@ class Machines:
     # -- lookups ----------------------------------------------------------------------------
 
     def list(self, owner: str | None = None) -> list[dict[str, Any]]:
-        """Live records, of one owner or of everyone, oldest first."""
-        return self.store.list_machines(self.platform, owner)
+        """Live records, of one owner or of everyone, oldest first, as `shown`."""
+        return [self.shown(record) for record in self.store.list_machines(self.platform, owner)]
 
     def record(self, owner: str, machine_id: str) -> dict[str, Any]:
         """The owner's live record, or NotFound (also for another user's workload)."""
         record = self.store.get_machine(self.platform, owner, machine_id)
         if record is None:
             raise NotFound(f"{self.noun} {machine_id!r} not found")
-        return record
+        return self.shown(record)
+
+    def shown(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record, `dead` when it runs on a node that stopped beating."""
+        node = record.get("node")
+        if self.membership.is_local(node) or self.membership.url_of(node) is not None:
+            return record
+        return {**record, "state": "dead"}
+
+    def here(self, record: Mapping[str, Any], what: str) -> None:
+        """Return if what `record` names (a workload, a snapshot...; `what` in messages) is on this node;
+        `Elsewhere` when it is on another live node, NotRunning when its node stopped beating."""
+        node = record.get("node")
+        if self.membership.is_local(node):
+            return
+        url = self.membership.url_of(node)
+        if url is None:
+            raise NotRunning(f"{what} is dead: node {node}, where it is, stopped answering")
+        raise Elsewhere(str(node), url)
+
+    def placed(self) -> dict[str, str]:
+        """What a record of something made on this node keeps of where it is (nothing for a single server)."""
+        return {"node": self.membership.node_id} if self.membership.node_id else {}
 
     def _ready(self, owner: str, machine_id: str) -> tuple[dict[str, Any], Machine]:
         """The record and machine of a workload that finished booting."""
-        self.record(owner, machine_id)
+        self.here(self.record(owner, machine_id), f"{self.noun} {machine_id!r}")
         with self._registry_lock:
             machine = self._machines.get(machine_id)
         if machine is None:
@@ -261,7 +291,7 @@ class Machines:
     def create(self, record: Mapping[str, Any], *, wait: bool = True, source_root: Path | None = None) -> str:
         """Record a new workload (`record` has at least id, owner_id, mem_size_mib, fs_size_mib) and
         boot it with its env source's set at this moment (on a fresh root, or a copy of `source_root`)."""
-        full = {"state": "booting", "created_at": now_iso(), "deleted_at": None, **record}
+        full = {"state": "booting", "created_at": now_iso(), "deleted_at": None, **self.placed(), **record}
         env = dict(self.env_for(full))
         with self._quota_lock:
             self._check_quota(full["owner_id"], 1)
@@ -353,8 +383,14 @@ class Machines:
         return record
 
     def delete(self, owner: str, machine_id: str) -> None:
-        """Stop the workload, remove its root filesystem and mark its record deleted."""
+        """Stop the workload, remove its root filesystem and mark its record deleted (only the record when its node
+        stopped beating: that node's disk of it stays)."""
         record = self.record(owner, machine_id)
+        try:
+            self.here(record, f"{self.noun} {machine_id!r}")
+        except NotRunning:
+            self._forget(record)
+            return
         with self._registry_lock:
             machine = self._machines.pop(machine_id, None)
         if machine is not None:
@@ -366,6 +402,9 @@ class Machines:
             with self._registry_lock:
                 step = self._phase_machines.pop((machine_id, phase.name), None)
             (step.sandbox if step else self._sandbox(record, phase.name)).destroy()
+        self._forget(record)
+
+    def _forget(self, record: dict[str, Any]) -> None:
         record["state"] = "dead"
         record["deleted_at"] = now_iso()
         self.store.save_machine(self.platform, record)
@@ -420,8 +459,10 @@ class Machines:
     # -- server start and stop --------------------------------------------------------------
 
     def recover(self) -> None:
-        """Bring back the workloads recorded before a restart (see the module docstring)."""
-        for record in self.list():
+        """Bring back this node's workloads recorded before a restart (see the module docstring)."""
+        for record in self.store.list_machines(self.platform):
+            if not self.membership.is_local(record.get("node")):
+                continue
             machine = Machine(self._sandbox(record))
             if record["state"] == "booting" or not machine.sandbox.exists():
                 record["state"] = "dead"

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 
 from envvars_server.at_rest import cipher_for
 from envvars_server.clock import Clock
+from envvars_server.cluster import Membership
 from envvars_server.errors import Envelope
 from envvars_server.machines import (
     DEFAULT_MAX_PER_USER,
@@ -33,7 +34,7 @@ from envvars_server.workloads import Workloads
 @dataclass(frozen=True)
 class Runtime:
     """What a platform's machinery may use: the store, the data dir, the server's options and clock; where it
-    offers its workloads on the neutral surface (`workloads[name]`)."""
+    offers its workloads on the neutral surface (`workloads[name]`); the cluster it is a node of, if any."""
 
     app: FastAPI
     store: Store
@@ -42,6 +43,7 @@ class Runtime:
     workloads: dict[str, Workloads] = field(default_factory=dict)
     clock: Clock = field(default_factory=Clock)
     workload_options: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)  # by platform
+    membership: Membership | None = None
 
     def encrypt_at_rest(self, platform: str) -> None:
         """Seal `platform`'s values in the store from now on (AES-256-GCM under the data dir's key: `at_rest.py`)."""
@@ -73,7 +75,7 @@ class Runtime:
         return Machines(self.store, platform, self.data_dir / subdir, env_for, noun, delivery,
                         max_per_user=self.options.get("max_workloads_per_user") or DEFAULT_MAX_PER_USER,
                         max_procs=self.options.get("max_procs") or DEFAULT_MAX_PROCS, phases=phases,
-                        main_phase=main_phase)
+                        main_phase=main_phase, membership=self.membership)
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,12 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """One `postgres` on loopback with its cluster in a temp dir; `url(database)` addresses a database on it."""
+    """One `postgres` on loopback with its cluster in a temp dir; `url(database)` addresses a database on it.
 
-    def __init__(self) -> None:
+    `fsync` on makes a commit wait for the disk, as SQLite's `synchronous=FULL` does (benchmarks compare the two).
+    """
+
+    def __init__(self, fsync: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="envvars-pg-"))
         self.port = _free_port()
         self._databases = itertools.count()
@@ -53,11 +56,12 @@ class PostgresServer:
         data = self.root / "data"
         subprocess.run([*as_user, _bin("initdb"), "-D", str(data), "-U", USER, "--auth=trust", "--no-sync",
                         "--encoding=UTF8", "--locale=C"], check=True, capture_output=True)
-        # fsync off: these tests check the store's transactions, not the disk's (and it keeps them fast)
+        # fsync off by default: the tests check the store's transactions, not the disk's (and it keeps them fast)
         self._log = (self.root / "log").open("wb")
         self.process = subprocess.Popen(
             [*as_user, _bin("postgres"), "-D", str(data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
-             "-c", f"unix_socket_directories={self.root}", "-c", "fsync=off", "-c", "max_connections=200"],
+             "-c", f"unix_socket_directories={self.root}", "-c", f"fsync={'on' if fsync else 'off'}",
+             "-c", "max_connections=200"],
             stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 30
         while True:

@@ -44,6 +44,8 @@ FIGURES = [
     "server_throughput.put",
     "server_throughput.get_vs_floor",
     "server_throughput.put_vs_floor",
+    "server_throughput.cluster_get",
+    "server_throughput.cluster_put",
     "boot_injection",
     "boot_injection.concurrent",
     "up_100_vars_vs_dynamic",

@@ -1,4 +1,5 @@
-"""`make demo` itself: the example from first `up` to a changed value, as a user runs it."""
+"""`make demo` and `make demo-cluster` themselves: the example from first `up` to a changed value, as a user runs
+it, against one server and through HAProxy before three replicas."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ pytestmark = pytest.mark.slow
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 
 
-def test_the_demo_tells_the_diff_and_replace_story() -> None:
-    result = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=300, check=False)
+@pytest.mark.parametrize("options", [[], ["--cluster"]], ids=["server", "cluster"])
+def test_the_demo_tells_the_diff_and_replace_story(options: list[str]) -> None:
+    result = subprocess.run([sys.executable, str(DEMO), *options], capture_output=True, text=True, timeout=300,
+                            check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     # The preview: one key of the set updated in place, masked; both VMs replaced.

@@ -267,7 +267,7 @@ class Cvms:
         """The caller's CVM; 403 for another user's ("not in workspace", as Phala documents), 404 for none."""
         found = self.store.get_machine(PLATFORM, self.user, cvm_id)
         if found is not None:
-            return found
+            return self.machines.shown(found)
         if any(record["id"] == cvm_id for record in self.machines.list()):
             raise ApiError(403, "CVM not in workspace")
         raise ApiError(404, "CVM not found")
@@ -324,6 +324,7 @@ class Cvms:
     def update(self, cvm_id: str, body: EnvUpdate) -> UpdateAccepted:
         """Replace the CVM's set (and allowed keys), then restart it in the background."""
         record = self.record(cvm_id)
+        self.machines.here(record, f"CVM {cvm_id!r}")  # before anything is stored: its node restarts it
         self.opened(record, body)
         with self.service.lock:
             if cvm_id in self.service.updating:

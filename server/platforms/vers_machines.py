@@ -87,6 +87,7 @@ class VersVms:
             "grandparent_commit_id": record.get("parent_commit_id"),
             "is_public": False,
             "vm_config": {key: record[key] for key in CONFIG_FIELDS},
+            **self.machines.placed(),  # its disk is in this node's data dir
         })
         return commit_id
 
@@ -102,6 +103,7 @@ class VersVms:
         commit = self.store.get_commit(owner, commit_id)
         if commit is None:
             raise ApiError(404, f"commit {commit_id!r} not found")
+        self.machines.here(commit, f"commit {commit_id!r}")  # VMs are made where the commit's disk is
         return [
             self.create(owner, commit["vm_config"], source_root=self.commits_dir / commit_id,
                         parent_commit_id=commit_id, grandparent_vm_id=grandparent or commit.get("parent_vm_id"))

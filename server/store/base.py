@@ -131,6 +131,14 @@ class Store(Protocol):
         """A read-modify-write of one set under its lock; nothing is stored if the block raises."""
         ...
 
+    def beat(self, node_id: str, url: str) -> None:
+        """Record that the cluster node `node_id`, reachable at `url`, is alive now (by the database's clock)."""
+        ...
+
+    def nodes(self) -> list[tuple[str, str, float]]:
+        """Every node that ever beat: its id, its URL, and the seconds since its last beat."""
+        ...
+
     def save_machine(self, platform: str, record: Mapping[str, Any]) -> None:
         """Insert or overwrite a workload record (at least id, owner_id, state, created_at)."""
         ...

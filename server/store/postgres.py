@@ -68,6 +68,14 @@ MIGRATIONS = (
         record TEXT NOT NULL
     )
     """,
+    # 2: the nodes of a cluster (`serve --node-id`) and when each last beat, by the database's clock.
+    """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        seen_at DOUBLE PRECISION NOT NULL
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -81,6 +89,7 @@ class PostgresStore(SqlStore):
     """
 
     ORDER = "seq"
+    NOW = "extract(epoch FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, set_limits: SetLimits | None = None, max_connections: int = 20):
         super().__init__(set_limits)

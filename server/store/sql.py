@@ -40,6 +40,7 @@ class SqlStore(ABC):
     """The `base.Store` methods over a SQL database; `set_limits` bounds every env-var set."""
 
     ORDER: ClassVar[str]  # the column in which rows of env_vars and machines keep their insertion order
+    NOW: ClassVar[str]  # the database's clock, in seconds since the epoch: nodes' beats are timed by it alone
 
     def __init__(self, set_limits: SetLimits | None = None):
         self.set_limits = set_limits or SetLimits()
@@ -139,6 +140,19 @@ class SqlStore(ABC):
         return {key: Variable(id=var_id, key=key, value=cipher.open(value, var_id) if cipher else value,
                               attributes=json.loads(attributes), created_at=created, updated_at=updated)
                 for key, value, var_id, attributes, created, updated in rows}
+
+    # -- cluster nodes ----------------------------------------------------------------------
+
+    def beat(self, node_id: str, url: str) -> None:
+        """Record that `node_id`, reachable at `url`, is alive now."""
+        with self._write() as execute:
+            execute(f"INSERT INTO nodes (node_id, url, seen_at) VALUES (?, ?, {self.NOW}) ON CONFLICT (node_id) "
+                    "DO UPDATE SET url = excluded.url, seen_at = excluded.seen_at", (node_id, url))
+
+    def nodes(self) -> list[tuple[str, str, float]]:
+        """Every node that ever beat: its id, its URL, and the seconds since its last beat."""
+        return [(str(node), str(url), float(age))
+                for node, url, age in self._read(f"SELECT node_id, url, {self.NOW} - seen_at FROM nodes", ())]
 
     # -- workload and commit records --------------------------------------------------------
 

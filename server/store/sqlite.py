@@ -98,6 +98,14 @@ _MIGRATIONS = (
     DROP TABLE env_vars;
     ALTER TABLE env_vars_v2 RENAME TO env_vars;
     """,
+    # 3: the nodes of a cluster and when each last beat (seconds since the epoch, by the database's clock).
+    """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -113,6 +121,7 @@ class SqliteStore(SqlStore):
     """
 
     ORDER = "rowid"
+    NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, data_dir: Path, set_limits: SetLimits | None = None):
         super().__init__(set_limits)
