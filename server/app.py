@@ -19,7 +19,7 @@ from envvars_server.inputs import StrictInput
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from envvars_server.platform import Runtime
 from envvars_server.platforms import PLATFORMS
-from envvars_server.store import PostgresStore, SqliteStore, Store
+from envvars_server.store import open_store
 
 
 def create_app(
@@ -32,11 +32,8 @@ def create_app(
 
     `options` reach every platform's `run` (`max_workloads_per_user`, `max_procs`, Vers' `vm_slots`).
     """
-    if database:
-        secure_data_dir(data_dir)  # still the workloads' disks and the chain's
-        store: Store = PostgresStore(database, set_limits)
-    else:
-        store = SqliteStore(data_dir, set_limits)
+    secure_data_dir(data_dir)  # the workloads' disks, whichever the store
+    store = open_store(data_dir, database, set_limits)
     server_clock = clock.Clock()
 
     @asynccontextmanager
@@ -45,6 +42,7 @@ def create_app(
                           workload_options={platform.name: platform.workload_options for platform in PLATFORMS})
         app.state.workloads = runtime.workloads
         with ExitStack() as running:
+            running.callback(store.close)  # last, once every platform has stopped
             for platform in PLATFORMS:
                 if platform.run is not None:
                     running.enter_context(platform.run(runtime))

@@ -3,9 +3,11 @@ newer ones, variable ids and times, all-or-nothing edits, the cipher hook, seria
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,3 +285,25 @@ def test_serve_keeps_the_store_in_sqlite_unless_given_a_database(tmp_path: Path,
         assert isinstance(store, PostgresStore) and store.get_vars("p", "owner") == {}
     finally:
         store.close()
+
+
+def connections_to(url: str) -> int:
+    """How many sessions other than this query's are open on the database of `url`."""
+    with psycopg.connect(url) as db:
+        return int(db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND pid <> pg_backend_pid()").fetchall()[0][0])
+
+
+def test_the_server_closes_its_database_connections_when_it_stops(tmp_path: Path, postgres_url: str) -> None:
+    app = create_app(tmp_path, database=postgres_url)
+
+    async def serve() -> int:
+        async with app.router.lifespan_context(app):
+            return connections_to(postgres_url)
+
+    assert asyncio.run(serve()) >= 1
+    deadline = time.monotonic() + 10  # a backend leaves pg_stat_activity just after its client hangs up
+    while connections_to(postgres_url) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connections_to(postgres_url) == 0
+

@@ -150,3 +150,7 @@ class Store(Protocol):
     def get_commit(self, owner: str, commit_id: str) -> dict[str, Any] | None:
         """One snapshot record of `owner`, or None."""
         ...
+
+    def close(self) -> None:
+        """Release the connections; the store is not used after."""
+        ...

@@ -119,6 +119,7 @@ class SqliteStore(SqlStore):
         self.path = data_dir / DB_FILE
         create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []  # every thread's, closed by `close`
         # One writer at a time inside this process, so SQLite's own lock is never contended and
         # "database is locked" cannot reach a client; it is every set's lock too.
         self._write_lock = threading.Lock()
@@ -143,7 +144,15 @@ class SqliteStore(SqlStore):
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=30000")
             self._local.db = db
+            self._connections.append(db)
         return db
+
+    def close(self) -> None:
+        """Close every thread's connection (SQLite then checkpoints its WAL into the file)."""
+        with self._write_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
 
     def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._db().execute(sql, args).fetchall()
