@@ -44,10 +44,20 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from envvars_server.store import SqliteStore
+    from envvars_server.store import open_store
 
-    print(SqliteStore(Path(args.data_dir)).create_token(args.user))
+    store = open_store(Path(args.data_dir), args.database)
+    try:
+        print(store.create_token(args.user))
+    finally:
+        store.close()
     return 0
+
+
+def _database_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--database", metavar="URL", default=None,
+                         help="the store is on this PostgreSQL database (postgresql://...) instead of the SQLite "
+                              "file in --data-dir")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,9 +69,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--data-dir", required=True, help="directory for the SQLite file and VM roots")
-    serve.add_argument("--database", metavar="URL", default=None,
-                       help="keep the store on this PostgreSQL database (postgresql://...) instead of the SQLite "
-                            "file in --data-dir")
+    _database_option(serve)
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
@@ -87,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser("create", help="create a token for a user; printed once")
     create.add_argument("--user", required=True)
     create.add_argument("--data-dir", required=True)
+    _database_option(create)
     create.set_defaults(run=_token_create)
     return root
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -307,3 +309,18 @@ def test_the_server_closes_its_database_connections_when_it_stops(tmp_path: Path
         time.sleep(0.05)
     assert connections_to(postgres_url) == 0
 
+
+def test_token_create_and_server_process_reach_the_database(tmp_path: Path, postgres_url: str) -> None:
+    """`token create --database` writes the token where `serve --database` reads it, not in the data dir."""
+    created = subprocess.run([sys.executable, "-m", "envvars_server.cli", "token", "create", "--user", "cli",
+                              "--data-dir", str(tmp_path), "--database", postgres_url],
+                             capture_output=True, text=True, check=True)
+    token = created.stdout.strip()
+    assert token.startswith("evt_") and token not in created.stderr
+    assert not (tmp_path / DB_FILE).exists()
+    with ServerProcess(tmp_path, database=postgres_url) as server, Api(server.url, token) as api:
+        assert api.put("/api/v1/env_vars", json={"vars": {"K": "v"}}).status_code == 200
+        [(user_id,)] = Database("postgres", postgres_url).sql("SELECT user_id FROM users WHERE name = 'cli'")
+        assert server.store().get_vars("vers", user_id) == {"K": "v"}
+        assert server.store().user_for_token(server.token("second")) is not None
+    assert not (tmp_path / DB_FILE).exists()
