@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from envvars.rules import SetLimits
-from envvars_server import chain, clock, workloads
+from envvars_server import at_rest, chain, clock, workloads
 from envvars_server.auth import BearerAuth
 from envvars_server.datadir import secure_data_dir
 from envvars_server.errors import install_error_handlers
@@ -24,21 +24,27 @@ from envvars_server.store import open_store
 
 def create_app(
     data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, faults: bool = False,
-    set_limits: SetLimits | None = None, database: str | None = None, **options: Any,
+    set_limits: SetLimits | None = None, database: str | None = None, at_rest_key: Path | None = None,
+    **options: Any,
 ) -> FastAPI:
     """Build the server for one data dir (SQLite file, workloads' disks); `faults` is for tests only.
 
     `database`, a `postgresql://` URL, puts the store on that PostgreSQL database instead of the SQLite file.
+    `at_rest_key` is the file of the key that seals values at rest and apps' keys (default: `at-rest.key` in the
+    data dir): every server on one database needs the same.
 
     `options` reach every platform's `run` (`max_workloads_per_user`, `max_procs`, Vers' `vm_slots`).
     """
     secure_data_dir(data_dir)  # the workloads' disks, whichever the store
     store = open_store(data_dir, database, set_limits)
+    cipher = at_rest.cipher_for(at_rest_key or data_dir / at_rest.KEY_FILE)
+    ledger = chain.Ledger(store)
+    ledger.import_legacy(data_dir)
     server_clock = clock.Clock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(app, store, data_dir, options, clock=server_clock,
+        runtime = Runtime(app, store, data_dir, cipher, options, clock=server_clock,
                           workload_options={platform.name: platform.workload_options for platform in PLATFORMS})
         app.state.workloads = runtime.workloads
         with ExitStack() as running:
@@ -57,7 +63,7 @@ def create_app(
     )
     app.state.store = store
     app.state.clock = server_clock
-    app.state.chain = chain.Ledger(data_dir / "chain")
+    app.state.chain = ledger
     envelopes = [platform.envelope for platform in PLATFORMS] + [workloads.ENVELOPE]
     for platform in PLATFORMS:
         for router in platform.routers:

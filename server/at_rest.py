@@ -1,15 +1,18 @@
-"""Values encrypted at rest, for any platform that promises it: AES-256-GCM under a key in the data dir.
+"""Values encrypted at rest, for any platform that promises it (and apps' private keys): AES-256-GCM under the
+server's key.
 
-The key is 32 random bytes in `KEY_FILE` (mode 0600), made on the server's first start and read at
-every later one; it is never logged. Each value is sealed with a fresh 96-bit nonce and the
-variable's id as associated data, so a sealed value copied into another variable's row (or altered)
-fails to open instead of answering another variable's value. The stored form is `v1:` and the
-base64 of nonce and ciphertext with its tag.
+The key is 32 random bytes in a file (mode 0600; `KEY_FILE` in the data dir unless `serve --at-rest-key` names
+another), made on the server's first start and read at every later one; it is never logged. Replicas on one
+database must share it (one file, copied to each), or none opens what another sealed.
 
-What this protects: a copy of the SQLite file (and its -wal/-shm), a backup of it, or a disk that
-holds it, taken without the key file, reveals no value. What it does not: anyone who can read the
-whole data dir (the key sits next to the database) or the server's memory, and a variable's key,
-flags and times, which are stored in the clear.
+Each value is sealed with a fresh 96-bit nonce and the variable's id as associated data, so a sealed
+value copied into another variable's row (or altered) fails to open instead of answering another
+variable's value. The stored form is `v1:` and the base64 of nonce and ciphertext with its tag.
+
+What this protects: a copy of the SQLite file (and its -wal/-shm) or of the PostgreSQL database, a
+backup of it, or a disk that holds it, taken without the key file, reveals no value. What it does not:
+anyone who can read both the store and the key file (by default the key sits next to the SQLite file)
+or the server's memory, and a variable's key, flags and times, which are stored in the clear.
 """
 
 from __future__ import annotations
@@ -35,9 +38,8 @@ class SealedValueInvalid(DomainError):
     each platform answers it as its internal error, naming the variable's id, never a value."""
 
 
-def load_key(data_dir: Path) -> bytes:
-    """The data dir's key, made (0600, exclusively) on first use."""
-    path = data_dir / KEY_FILE
+def load_key(path: Path) -> bytes:
+    """The key in the file `path`, made (0600, exclusively) on first use."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
     except FileExistsError:
@@ -77,6 +79,6 @@ class AesGcmCipher:
                                      "moved from another variable") from None
 
 
-def cipher_for(data_dir: Path) -> AesGcmCipher:
-    """The cipher of a data dir (its key made on first use)."""
-    return AesGcmCipher(load_key(data_dir))
+def cipher_for(key_file: Path) -> AesGcmCipher:
+    """The cipher of the key in `key_file` (made on first use)."""
+    return AesGcmCipher(load_key(key_file))

@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         Path(args.data_dir), max_body_bytes=args.max_body_bytes, faults=args.faults,
         set_limits=SetLimits(max_vars=args.max_vars_per_set, max_bytes=args.max_set_bytes),
         vm_slots=UserSlots(per_user=args.vm_ops_per_user), max_workloads_per_user=args.max_workloads_per_user,
-        max_procs=args.vm_max_procs, database=args.database,
+        max_procs=args.vm_max_procs, database=args.database, at_rest_key=args.at_rest_key,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
@@ -70,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--data-dir", required=True, help="directory for the SQLite file and VM roots")
     _database_option(serve)
+    serve.add_argument("--at-rest-key", metavar="FILE", type=Path, default=None,
+                       help="the 32-byte key sealing values at rest and apps' private keys, made if missing "
+                            "(default: at-rest.key in --data-dir); every server on one --database needs the same")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,

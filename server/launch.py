@@ -32,9 +32,9 @@ def wait_until_answers(name: str, url: str, process: subprocess.Popen[Any], time
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode} at start")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
             time.sleep(0.05)
     raise RuntimeError(f"{name} did not answer on {url} within {timeout}s")
 
@@ -67,7 +67,7 @@ class ServerProcess:
         )
         try:
             wait_until_answers("envvars-server", self.url + "/openapi.json", self.process, timeout)
-        except RuntimeError:
+        except BaseException:
             self.stop()
             raise
         return self

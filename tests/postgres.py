@@ -80,6 +80,10 @@ class PostgresServer:
             admin.execute(f"CREATE DATABASE {name}")
         return self.url(name)
 
+    def dump(self, url: str) -> bytes:
+        """Everything the database at `url` holds, as `pg_dump` writes it (plain SQL)."""
+        return subprocess.run([_bin("pg_dump"), "--dbname", url], check=True, capture_output=True).stdout
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)  # a fast shutdown: whatever a failed test left connected goes
         try:

@@ -1,6 +1,7 @@
 """What the server keeps, as an interface a SQLite file (today) or a database server could satisfy.
 
-Users and tokens (only digests), env-var sets, workload and snapshot records. A set is addressed
+Users and tokens (only digests), env-var sets, workload and snapshot records, the local chain's
+registrations, and apps' private keys (sealed by the KMS before they reach the store). A set is addressed
 by (platform, owner, scope), where scope is whatever the platform groups variables by (empty for an
 account-wide set, a container's or an app's id...). Each variable has its own id, the platform's
 attributes (flags, notes), and creation and update times. A platform that promises encryption at
@@ -149,6 +150,22 @@ class Store(Protocol):
 
     def get_commit(self, owner: str, commit_id: str) -> dict[str, Any] | None:
         """One snapshot record of `owner`, or None."""
+        ...
+
+    def add_registration(self, record: Mapping[str, Any]) -> None:
+        """Store a chain registration (transaction_hash, app_id, compose_hash, at); one already stored stays."""
+        ...
+
+    def get_registration(self, transaction_hash: str) -> dict[str, Any] | None:
+        """The registration a transaction made, or None."""
+        ...
+
+    def add_app_key(self, app_id: str, sealed: str) -> str:
+        """Keep `sealed` as the app's private key unless the app has one already; the one kept."""
+        ...
+
+    def get_app_key(self, app_id: str) -> str | None:
+        """The app's sealed private key, or None."""
         ...
 
     def close(self) -> None:

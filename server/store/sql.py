@@ -34,6 +34,7 @@ class Rows(Protocol):
 Execute = Callable[[str, Sequence[Any]], Rows]
 
 _SET_COLUMNS = "key, value, id, attributes, created_at, updated_at"
+_REGISTRATION = ("transaction_hash", "app_id", "compose_hash", "at")
 
 
 class SqlStore(ABC):
@@ -178,6 +179,34 @@ class SqlStore(ABC):
         """One commit record of `owner`, or None."""
         rows = self._read("SELECT record FROM commits WHERE commit_id = ? AND owner = ?", (commit_id, owner))
         return json.loads(rows[0][0]) if rows else None
+
+
+    # -- the chain's registrations and the KMS's sealed app keys ------------------------------
+
+    def add_registration(self, record: Mapping[str, Any]) -> None:
+        """Store a chain registration (transaction_hash, app_id, compose_hash, at); one already stored stays."""
+        with self._write() as execute:
+            execute(f"INSERT INTO chain_registrations ({', '.join(_REGISTRATION)}) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (transaction_hash) DO NOTHING", [record[name] for name in _REGISTRATION])
+
+    def get_registration(self, transaction_hash: str) -> dict[str, Any] | None:
+        """The registration a transaction made, or None."""
+        rows = self._read(f"SELECT {', '.join(_REGISTRATION)} FROM chain_registrations WHERE transaction_hash = ?",
+                          (transaction_hash,))
+        return dict(zip(_REGISTRATION, rows[0], strict=True)) if rows else None
+
+    def add_app_key(self, app_id: str, sealed: str) -> str:
+        """Keep `sealed` as the app's private key unless the app has one already; the one kept."""
+        with self._write() as execute:
+            execute("INSERT INTO app_keys VALUES (?, ?, ?) ON CONFLICT (app_id) DO NOTHING",
+                    (app_id, sealed, now_iso()))
+            [(kept,)] = execute("SELECT private_key FROM app_keys WHERE app_id = ?", (app_id,)).fetchall()
+        return str(kept)
+
+    def get_app_key(self, app_id: str) -> str | None:
+        """The app's sealed private key, or None."""
+        rows = self._read("SELECT private_key FROM app_keys WHERE app_id = ?", (app_id,))
+        return str(rows[0][0]) if rows else None
 
 
 class SqlEdit:

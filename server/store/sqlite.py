@@ -97,6 +97,21 @@ _MIGRATIONS = (
     DROP TABLE env_vars;
     ALTER TABLE env_vars_v2 RENAME TO env_vars;
     """,
+    # 3: what every replica on one database must share: the local chain's registrations (were chain/ledger.jsonl)
+    # and apps' private keys, sealed under the server's key (were kms/<app id>.key), both imported once at start.
+    """
+    CREATE TABLE chain_registrations (
+        transaction_hash TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        compose_hash TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE app_keys (
+        app_id TEXT PRIMARY KEY,
+        private_key TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
