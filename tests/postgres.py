@@ -39,6 +39,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def dump(url: str) -> bytes:
+    """Everything the database at `url` holds, as `pg_dump` writes it (plain SQL)."""
+    return subprocess.run([_bin("pg_dump"), "--dbname", url], check=True, capture_output=True).stdout
+
+
 class PostgresServer:
     """One `postgres` on loopback with its cluster in a temp dir; `url(database)` addresses a database on it."""
 
@@ -79,10 +84,6 @@ class PostgresServer:
         with psycopg.connect(self.url("postgres"), autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {name}")
         return self.url(name)
-
-    def dump(self, url: str) -> bytes:
-        """Everything the database at `url` holds, as `pg_dump` writes it (plain SQL)."""
-        return subprocess.run([_bin("pg_dump"), "--dbname", url], check=True, capture_output=True).stdout
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)  # a fast shutdown: whatever a failed test left connected goes

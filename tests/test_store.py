@@ -37,7 +37,7 @@ from envvars_server.launch import ServerProcess
 from envvars_server.store import DB_FILE, SCHEMA_VERSION, PostgresStore, SqliteStore, Store, StoreTooNew
 from envvars_server.store import postgres as pg
 from tests.conftest import Api
-from tests.postgres import PostgresServer
+from tests.postgres import dump
 from tests.sevalla import new_application
 from tests.sevalla import stored as sevalla_stored
 
@@ -133,7 +133,6 @@ class Database:
         self.kind = kind
         self.where = where
         self.opened: list[Store] = []
-        self.postgres: PostgresServer
 
     def open(self) -> Store:
         store: Store = SqliteStore(Path(self.where)) if self.kind == "sqlite" else PostgresStore(self.where)
@@ -161,7 +160,7 @@ class Database:
         """Every byte the database holds: its files (SQLite), or `pg_dump`'s output."""
         if self.kind == "sqlite":
             return b"".join(path.read_bytes() for path in sorted(Path(self.where).glob(DB_FILE + "*")))
-        return self.postgres.dump(self.where)
+        return dump(self.where)
 
     def close(self) -> None:
         for store in self.opened:
@@ -172,8 +171,6 @@ class Database:
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     where = str(tmp_path) if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     db = Database(request.param, where)
-    if request.param == "postgres":
-        db.postgres = request.getfixturevalue("postgres_server")
     try:
         yield db
     finally:
