@@ -11,6 +11,7 @@ from envvars.rules import DEFAULT_MAX_SET_BYTES, DEFAULT_MAX_SET_VARS
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
 from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS
 from envvars_server.slots import DEFAULT_PER_USER
+from envvars_server.store.base import StoreTooNew
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -106,7 +107,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `envvars-server` console script."""
     args = parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except StoreTooNew as exc:
+        print(f"envvars-server: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

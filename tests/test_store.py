@@ -37,6 +37,7 @@ from envvars_server.launch import ServerProcess
 from envvars_server.store import DB_FILE, SCHEMA_VERSION, PostgresStore, SqliteStore, Store, StoreTooNew
 from envvars_server.store import postgres as pg
 from tests.conftest import Api
+from tests.figures import figure
 from tests.postgres import dump
 from tests.sevalla import new_application
 from tests.sevalla import stored as sevalla_stored
@@ -199,6 +200,20 @@ def test_a_database_of_a_newer_release_is_refused_untouched(database: Database) 
     assert database.schema_version() == newer
 
 
+def test_serve_and_token_create_refuse_a_newer_database_clearly(database: Database, tmp_path: Path) -> None:
+    database.open()
+    database.set_schema_version(latest(database.kind) + 1)
+    where = ["--data-dir", str(tmp_path)] + (["--database", database.where] if database.kind == "postgres" else [])
+    for command in (["serve", "--port", "0"], ["token", "create", "--user", "u"]):
+        refused = subprocess.run([sys.executable, "-m", "envvars_server.cli", *command, *where],
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.strip().endswith(f"newer than this release's {latest(database.kind)}: run the release "
+                                               "that wrote it, or a newer one")
+        assert "Traceback" not in refused.stderr
+    assert database.schema_version() == latest(database.kind) + 1
+
+
 def test_round_trips_of_tokens_sets_and_records(database: Database) -> None:
     store = database.open()
     token, again = store.create_token("alice"), store.create_token("alice")
@@ -291,7 +306,10 @@ def test_concurrent_edits_of_one_set_on_postgresql_are_serialized(postgres_url: 
         for worker in workers:
             worker.join()
         assert not failures
-        assert stores[0].get_vars("p", "owner", "counter") == {"N": str(threads * rounds)}
+        counted = int(stores[0].get_vars("p", "owner", "counter")["N"])
+        figure("per-set lock on postgres (two stores, 16 threads)", increments=threads * rounds, counted=counted,
+               lost=threads * rounds - counted)
+        assert counted == threads * rounds
     finally:
         for store in stores:
             store.close()
