@@ -37,7 +37,7 @@ def create_app(
     """
     secure_data_dir(data_dir)  # the workloads' disks, whichever the store
     store = open_store(data_dir, database, set_limits)
-    cipher = at_rest.cipher_for(at_rest_key or data_dir / at_rest.KEY_FILE)
+    cipher = at_rest.checked_cipher(at_rest_key or data_dir / at_rest.KEY_FILE, store)
     ledger = chain.Ledger(store)
     ledger.import_legacy(data_dir)
     server_clock = clock.Clock()

@@ -26,11 +26,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from envvars_server.datadir import FILE_MODE
 from envvars_server.errors import DomainError
+from envvars_server.store import StartRefused, Store
 
 KEY_FILE = "at-rest.key"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 VERSION = "v1:"
+KEY_CHECK = "at-rest-key-check"  # the name, value and binding of the check sealed under the store's key
 
 
 class SealedValueInvalid(DomainError):
@@ -79,6 +81,21 @@ class AesGcmCipher:
                                      "moved from another variable") from None
 
 
+class WrongKey(StartRefused):
+    """The key file is not the one the store's sealed data was written with."""
+
+
 def cipher_for(key_file: Path) -> AesGcmCipher:
     """The cipher of the key in `key_file` (made on first use)."""
     return AesGcmCipher(load_key(key_file))
+
+
+def checked_cipher(key_file: Path, store: Store) -> AesGcmCipher:
+    """The cipher of `key_file`; WrongKey unless it opens the check the store's first server sealed with its key."""
+    cipher = cipher_for(key_file)
+    try:
+        cipher.open(store.keep_sealed(KEY_CHECK, cipher.seal(KEY_CHECK, KEY_CHECK)), KEY_CHECK)
+    except SealedValueInvalid:
+        raise WrongKey(f"{key_file} is not the at-rest key this store's sealed data was written with: start every "
+                       "server on this store with the same key file (--at-rest-key)") from None
+    return cipher

@@ -11,7 +11,7 @@ from envvars.rules import DEFAULT_MAX_SET_BYTES, DEFAULT_MAX_SET_VARS
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
 from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS
 from envvars_server.slots import DEFAULT_PER_USER
-from envvars_server.store.base import StoreTooNew
+from envvars_server.store.base import StartRefused
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except StoreTooNew as exc:
+    except StartRefused as exc:
         print(f"envvars-server: {exc}", file=sys.stderr)
         return 2
 

@@ -56,7 +56,7 @@ class Kms:
         with self._lock:
             key = self._keys.get(app_id)
         if key is None:
-            sealed = self.store.get_app_key(self._checked(app_id))
+            sealed = self.store.get_sealed(self._name(app_id))
             if sealed is None:
                 raise UnknownApp(f"no key pair for app {app_id}")
             key = self._opened(app_id, sealed)
@@ -69,22 +69,18 @@ class Kms:
     def _keep(self, app_id: str, key: X25519PrivateKey) -> X25519PrivateKey:
         """Store `key` as the app's unless it has one (another replica's, made at the same time); the one kept."""
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        kept = self.store.add_app_key(self._checked(app_id), self.cipher.seal(raw.hex(), self._bound(app_id)))
-        return self._opened(app_id, kept)
+        name = self._name(app_id)
+        return self._opened(app_id, self.store.keep_sealed(name, self.cipher.seal(raw.hex(), name)))
 
     def _opened(self, app_id: str, sealed: str) -> X25519PrivateKey:
-        key = X25519PrivateKey.from_private_bytes(bytes.fromhex(self.cipher.open(sealed, self._bound(app_id))))
+        key = X25519PrivateKey.from_private_bytes(bytes.fromhex(self.cipher.open(sealed, self._name(app_id))))
         with self._lock:
             self._keys[app_id] = key
         return key
 
     @staticmethod
-    def _checked(app_id: str) -> str:
+    def _name(app_id: str) -> str:
+        """The key's name in the store, bound into its sealed form too: moved to another app's row, it does not open."""
         if not APP_ID.fullmatch(app_id):
             raise ValueError("an app id is 40 lowercase hex characters")
-        return app_id
-
-    @staticmethod
-    def _bound(app_id: str) -> str:
-        """What a sealed key is bound to: moved to another app's row, it does not open."""
         return f"app-key:{app_id}"

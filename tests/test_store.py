@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+import requests
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -214,6 +215,21 @@ def test_serve_and_token_create_refuse_a_newer_database_clearly(database: Databa
     assert database.schema_version() == latest(database.kind) + 1
 
 
+def test_a_server_with_another_at_rest_key_than_the_stores_is_refused(database: Database, tmp_path: Path) -> None:
+    """Its sealed values and app keys would not open: it must not start (replicas need one key file)."""
+    url = ["--database", database.where] if database.kind == "postgres" else []
+    create_app(tmp_path, database=url[1] if url else None).state.store.close()  # the first server's key is kept
+    another = tmp_path / "another.key"
+    refused = subprocess.run([sys.executable, "-m", "envvars_server.cli", "serve", "--data-dir", str(tmp_path), *url,
+                              "--at-rest-key", str(another)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.splitlines()[-1] == f"envvars-server: {another} is not the at-rest key this store's sealed " \
+        "data was written with: start every server on this store with the same key file (--at-rest-key)"
+    with ServerProcess(tmp_path, database=url[1] if url else None,
+                       args=["--at-rest-key", str(tmp_path / at_rest.KEY_FILE)]) as server:
+        assert requests.get(server.url + "/openapi.json", timeout=30).status_code == 200
+
+
 def test_round_trips_of_tokens_sets_and_records(database: Database) -> None:
     store = database.open()
     token, again = store.create_token("alice"), store.create_token("alice")
@@ -381,12 +397,12 @@ def test_servers_on_one_database_hand_out_one_key_per_app_never_in_clear(databas
     assert second.create(app) == public  # made at once on two servers: the first one stored is everyone's
     private = raw(first.private_key(app))
     dumped = database.dump()
-    assert b"app_keys" in dumped or database.kind == "sqlite"
+    assert b"app-key:" + app.encode() in dumped
     for form in (private, private.hex().encode(), base64.b64encode(private)):
         assert form not in dumped
     first.create(other)
-    database.sql(f"UPDATE app_keys SET private_key = (SELECT private_key FROM app_keys WHERE app_id = '{app}') "
-                 f"WHERE app_id = '{other}'")  # a sealed key moved to another app's row
+    database.sql(f"UPDATE sealed SET value = (SELECT value FROM sealed WHERE name = 'app-key:{app}') "
+                 f"WHERE name = 'app-key:{other}'")  # a sealed key moved to another app's row
     with pytest.raises(SealedValueInvalid):
         Kms(database.open(), cipher).private_key(other)
     with pytest.raises(SealedValueInvalid):  # a server started with another key file opens none

@@ -4,12 +4,22 @@ implementations on a SQLite file (`sqlite`) and on a PostgreSQL server (`postgre
 from pathlib import Path
 
 from envvars.rules import SetLimits
-from envvars_server.store.base import Cipher, SetEdit, Store, StoreTooNew, Variable, hash_token, now_iso, now_iso_ms
+from envvars_server.store.base import (
+    Cipher,
+    SetEdit,
+    StartRefused,
+    Store,
+    StoreTooNew,
+    Variable,
+    hash_token,
+    now_iso,
+    now_iso_ms,
+)
 from envvars_server.store.postgres import PostgresStore
 from envvars_server.store.sqlite import DB_FILE, SCHEMA_VERSION, SqliteStore
 
-__all__ = ["DB_FILE", "SCHEMA_VERSION", "Cipher", "PostgresStore", "SetEdit", "SqliteStore", "Store", "StoreTooNew",
-           "Variable", "hash_token", "now_iso", "now_iso_ms", "open_store"]
+__all__ = ["DB_FILE", "SCHEMA_VERSION", "Cipher", "PostgresStore", "SetEdit", "SqliteStore", "StartRefused", "Store",
+           "StoreTooNew", "Variable", "hash_token", "now_iso", "now_iso_ms", "open_store"]
 
 
 def open_store(data_dir: Path, database: str | None = None, set_limits: SetLimits | None = None) -> Store:

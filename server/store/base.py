@@ -1,7 +1,7 @@
 """What the server keeps, as an interface a SQLite file (today) or a database server could satisfy.
 
 Users and tokens (only digests), env-var sets, workload and snapshot records, the local chain's
-registrations, and apps' private keys (sealed by the KMS before they reach the store). A set is addressed
+registrations, and secrets by name (apps' private keys), sealed before they reach the store. A set is addressed
 by (platform, owner, scope), where scope is whatever the platform groups variables by (empty for an
 account-wide set, a container's or an app's id...). Each variable has its own id, the platform's
 attributes (flags, notes), and creation and update times. A platform that promises encryption at
@@ -35,7 +35,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class StoreTooNew(RuntimeError):
+class StartRefused(RuntimeError):
+    """The server cannot start on this store as configured; the message says why and what to do."""
+
+
+class StoreTooNew(StartRefused):
     """The database was written by a newer release than this one."""
 
 
@@ -160,12 +164,12 @@ class Store(Protocol):
         """The registration a transaction made, or None."""
         ...
 
-    def add_app_key(self, app_id: str, sealed: str) -> str:
-        """Keep `sealed` as the app's private key unless the app has one already; the one kept."""
+    def keep_sealed(self, name: str, sealed: str) -> str:
+        """Keep the secret `sealed` (sealed by its owner) as `name` unless one is kept by that name; the one kept."""
         ...
 
-    def get_app_key(self, app_id: str) -> str | None:
-        """The app's sealed private key, or None."""
+    def get_sealed(self, name: str) -> str | None:
+        """The sealed secret kept as `name`, or None."""
         ...
 
     def close(self) -> None:

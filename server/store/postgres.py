@@ -69,7 +69,8 @@ MIGRATIONS = (
     )
     """,
     # 2: what every replica on one database must share: the local chain's registrations (were chain/ledger.jsonl)
-    # and apps' private keys, sealed under the server's key (were kms/<app id>.key), both imported once at start.
+    # and secrets sealed under the server's key by name: apps' private keys (were kms/<app id>.key), both imported
+    # once at start, and the check that every server on the store has that key.
     """
     CREATE TABLE chain_registrations (
         transaction_hash TEXT PRIMARY KEY,
@@ -77,9 +78,9 @@ MIGRATIONS = (
         compose_hash TEXT NOT NULL,
         at DOUBLE PRECISION NOT NULL
     );
-    CREATE TABLE app_keys (
-        app_id TEXT PRIMARY KEY,
-        private_key TEXT NOT NULL,
+    CREATE TABLE sealed (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
         created_at TEXT NOT NULL
     )
     """,

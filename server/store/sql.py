@@ -181,7 +181,7 @@ class SqlStore(ABC):
         return json.loads(rows[0][0]) if rows else None
 
 
-    # -- the chain's registrations and the KMS's sealed app keys ------------------------------
+    # -- the chain's registrations and sealed secrets -----------------------------------------
 
     def add_registration(self, record: Mapping[str, Any]) -> None:
         """Store a chain registration (transaction_hash, app_id, compose_hash, at); one already stored stays."""
@@ -195,17 +195,16 @@ class SqlStore(ABC):
                           (transaction_hash,))
         return dict(zip(_REGISTRATION, rows[0], strict=True)) if rows else None
 
-    def add_app_key(self, app_id: str, sealed: str) -> str:
-        """Keep `sealed` as the app's private key unless the app has one already; the one kept."""
+    def keep_sealed(self, name: str, sealed: str) -> str:
+        """Keep the secret `sealed` (sealed by its owner) as `name` unless one is kept by that name; the one kept."""
         with self._write() as execute:
-            execute("INSERT INTO app_keys VALUES (?, ?, ?) ON CONFLICT (app_id) DO NOTHING",
-                    (app_id, sealed, now_iso()))
-            [(kept,)] = execute("SELECT private_key FROM app_keys WHERE app_id = ?", (app_id,)).fetchall()
+            execute("INSERT INTO sealed VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING", (name, sealed, now_iso()))
+            [(kept,)] = execute("SELECT value FROM sealed WHERE name = ?", (name,)).fetchall()
         return str(kept)
 
-    def get_app_key(self, app_id: str) -> str | None:
-        """The app's sealed private key, or None."""
-        rows = self._read("SELECT private_key FROM app_keys WHERE app_id = ?", (app_id,))
+    def get_sealed(self, name: str) -> str | None:
+        """The sealed secret kept as `name`, or None."""
+        rows = self._read("SELECT value FROM sealed WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else None
 
 
