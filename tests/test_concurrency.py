@@ -333,7 +333,8 @@ def fleet_workspace(tmp_path: Path, server: ServerProcess, token: str, count: in
 
 
 @pytest.mark.slow
-def test_two_hundred_resources_with_parallel_32_converge(tmp_path: Path, server: ServerProcess, api: Api) -> None:
+def test_two_hundred_resources_with_parallel_32_converge(tmp_path: Path, server: ServerProcess, api: Api,
+                                                        store_kind: str) -> None:
     count = scaled(200, 500)
     token = str(api.headers["Authorization"]).split()[1]
     ws = fleet_workspace(tmp_path, server, token, count, "FLEET")
@@ -343,7 +344,7 @@ def test_two_hundred_resources_with_parallel_32_converge(tmp_path: Path, server:
     stored = api.get("/api/v1/env_vars").json()["vars"]
     assert stored == {f"FLEET_{n}": f"v{n}" for n in range(count)}
     preview = json.loads(ws.run("preview", "--json").stdout)
-    figure("engine --parallel 32", resources=count, up_seconds=round(seconds, 1),
+    figure(f"engine --parallel 32 on {store_kind}", resources=count, up_seconds=round(seconds, 1),
            changes_after=sum(v for k, v in preview["changeSummary"].items() if k != "same"))
     assert preview["changeSummary"] == {"same": count + 1}
     ws.destroy("--parallel", "32")
