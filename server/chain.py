@@ -11,6 +11,7 @@ earlier release is imported at start, then removed.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from envvars_server.store import Store
 from envvars_server.workloads import PREFIX, ErrorResponse, Workloads
 
 HASH_PATTERN = r"^(0x)?[0-9a-fA-F]{64}$"
+log = logging.getLogger("envvars.chain")
 
 
 @dataclass(frozen=True)
@@ -49,20 +51,20 @@ class Ledger:
     def __init__(self, store: Store):
         self.store = store
 
-    def import_legacy(self, data_dir: Path) -> int:
-        """Move the registrations of an earlier release's `chain/ledger.jsonl` into the store; how many there were.
+    def import_legacy(self, data_dir: Path) -> None:
+        """Move the registrations of an earlier release's `chain/ledger.jsonl` into the store.
 
         The file goes once all of it is stored; a start interrupted before that imports it again, keeping what is
         stored."""
         path = data_dir / self.LEGACY
         if not path.exists():
-            return 0
+            return
         lines = path.read_text().splitlines()
         for line in lines:
             self.store.add_registration(asdict(Registration(**json.loads(line))))
         path.unlink()
         path.parent.rmdir()
-        return len(lines)
+        log.warning("chain: %d registrations moved from %s into the store", len(lines), path)
 
     def register(self, app_id: str, compose_hash: str, at: float) -> Registration:
         """Record a new transaction registering `compose_hash` for `app_id`."""

@@ -8,6 +8,7 @@ Key files (`kms/<app id>.key`) left in the data dir by an earlier release are im
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ from envvars_server.store import Cipher, Store
 
 APP_ID = re.compile(r"[0-9a-f]{40}")
 LEGACY_DIR = "kms"  # where releases before the store kept the keys, under the data dir
+log = logging.getLogger("envvars.kms")
 
 
 class UnknownApp(LookupError):
@@ -35,17 +37,17 @@ class Kms:
         self._keys: dict[str, X25519PrivateKey] = {}
         self._lock = threading.Lock()
 
-    def import_legacy(self, data_dir: Path) -> int:
-        """Move an earlier release's key files into the store; how many there were (each file goes once stored)."""
+    def import_legacy(self, data_dir: Path) -> None:
+        """Move an earlier release's key files into the store, sealed (each file goes once stored)."""
         directory = data_dir / LEGACY_DIR
         if not directory.is_dir():
-            return 0
+            return
         files = sorted(directory.glob("*.key"))
         for path in files:
             self._keep(path.stem, X25519PrivateKey.from_private_bytes(path.read_bytes()))
             path.unlink()
         directory.rmdir()
-        return len(files)
+        log.warning("kms: %d app keys moved from %s into the store, sealed", len(files), directory)
 
     def create(self, app_id: str) -> str:
         """A new key pair for `app_id` (unless it has one); its public key (hex)."""
