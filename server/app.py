@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from envvars.rules import SetLimits
-from envvars_server import chain, clock, workloads
+from envvars_server import at_rest, chain, clock, workloads
 from envvars_server.auth import BearerAuth
 from envvars_server.cluster import Elsewhere, Membership, NodeConfig
 from envvars_server.cluster.forwarding import TIMEOUT, PeerAuth, forwarder
@@ -22,38 +22,42 @@ from envvars_server.inputs import StrictInput
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from envvars_server.platform import Runtime
 from envvars_server.platforms import PLATFORMS
-from envvars_server.store import PostgresStore, SqliteStore, Store
+from envvars_server.store import open_store
 
 
 def create_app(
     data_dir: Path, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, faults: bool = False,
-    set_limits: SetLimits | None = None, database: str | None = None, node: NodeConfig | None = None,
+    set_limits: SetLimits | None = None, database: str | None = None, at_rest_key: Path | None = None,
+    node: NodeConfig | None = None,
     **options: Any,
 ) -> FastAPI:
     """Build the server for one data dir (SQLite file, workloads' disks); `faults` is for tests only.
 
-    `database`, a `postgresql://` URL, puts the store on that PostgreSQL database instead of the SQLite file;
-    `node` makes the server a replica among others on that database (`cluster`).
+    `database`, a `postgresql://` URL, puts the store on that PostgreSQL database instead of the SQLite file.
+    `at_rest_key` is the file of the key that seals values at rest and apps' keys (default: `at-rest.key` in the
+    data dir): every server on one database needs the same. `node` makes the server a replica among others on
+    that database (`cluster`).
 
     `options` reach every platform's `run` (`max_workloads_per_user`, `max_procs`, Vers' `vm_slots`).
     """
     if node is not None and not database:
         raise ValueError("a cluster node needs a database the replicas share (--database postgresql://...)")
-    if database:
-        secure_data_dir(data_dir)  # still the workloads' disks and the chain's
-        store: Store = PostgresStore(database, set_limits)
-    else:
-        store = SqliteStore(data_dir, set_limits)
+    secure_data_dir(data_dir)  # the workloads' disks, whichever the store
+    store = open_store(data_dir, database, set_limits)
+    cipher = at_rest.checked_cipher(at_rest_key or data_dir / at_rest.KEY_FILE, store)
+    ledger = chain.Ledger(store)
+    ledger.import_legacy(data_dir)
     server_clock = clock.Clock()
     membership = Membership(store, node)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(app, store, data_dir, options, clock=server_clock,
+        runtime = Runtime(app, store, data_dir, cipher, options, clock=server_clock,
                           workload_options={platform.name: platform.workload_options for platform in PLATFORMS},
                           membership=membership)
         app.state.workloads = runtime.workloads
         async with AsyncExitStack() as running:
+            running.callback(store.close)  # last, once every platform has stopped
             membership.start()  # first: the node is known (and its workloads its own) before any recovers
             running.callback(membership.stop)
             if node is not None:
@@ -72,7 +76,7 @@ def create_app(
     )
     app.state.store = store
     app.state.clock = server_clock
-    app.state.chain = chain.Ledger(data_dir / "chain")
+    app.state.chain = ledger
     envelopes = [platform.envelope for platform in PLATFORMS] + [workloads.ENVELOPE]
     for platform in PLATFORMS:
         for router in platform.routers:

@@ -3,28 +3,29 @@
 Platforms whose KMS is governed on chain (an app's allowed compose hashes live in a contract) check a
 client's proof against it: the transaction must exist and have registered that hash for that app.
 `POST /_envvars/v1/chain/compose-hashes` registers one, with the app's owner's token (the app is a
-workload of the caller with that `app_id`). Registrations are kept in `chain/ledger.jsonl` (append
-only, 0600) and survive a restart.
+workload of the caller with that `app_id`). Registrations are kept in the store, so they survive a
+restart and every replica on one database sees them; a `chain/ledger.jsonl` left in the data dir by an
+earlier release is imported at start, then removed.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import secrets
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from envvars_server.datadir import DIR_MODE, FILE_MODE
 from envvars_server.deps import current_user, workloads_of
 from envvars_server.errors import ApiError
+from envvars_server.store import Store
 from envvars_server.workloads import PREFIX, ErrorResponse, Workloads
 
 HASH_PATTERN = r"^(0x)?[0-9a-fA-F]{64}$"
+log = logging.getLogger("envvars.chain")
 
 
 @dataclass(frozen=True)
@@ -43,34 +44,38 @@ def plain_hash(value: str) -> str:
 
 
 class Ledger:
-    """Every registration, by transaction hash."""
+    """Every registration, by transaction hash, in the store."""
 
-    def __init__(self, directory: Path):
-        directory.mkdir(mode=DIR_MODE, exist_ok=True)
-        self.path = directory / "ledger.jsonl"
-        self._lock = threading.Lock()
-        self._entries: dict[str, Registration] = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                entry = Registration(**json.loads(line))
-                self._entries[entry.transaction_hash] = entry
+    LEGACY = Path("chain", "ledger.jsonl")  # where releases before the store kept them, under the data dir
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def import_legacy(self, data_dir: Path) -> None:
+        """Move the registrations of an earlier release's `chain/ledger.jsonl` into the store.
+
+        The file goes once all of it is stored; a start interrupted before that imports it again, keeping what is
+        stored."""
+        path = data_dir / self.LEGACY
+        if not path.exists():
+            return
+        lines = path.read_text().splitlines()
+        for line in lines:
+            self.store.add_registration(asdict(Registration(**json.loads(line))))
+        path.unlink()
+        path.parent.rmdir()
+        log.warning("chain: %d registrations moved from %s into the store", len(lines), path)
 
     def register(self, app_id: str, compose_hash: str, at: float) -> Registration:
         """Record a new transaction registering `compose_hash` for `app_id`."""
         entry = Registration("0x" + secrets.token_hex(32), app_id, plain_hash(compose_hash), at)
-        with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-            with os.fdopen(fd, "a") as file:
-                file.write(json.dumps(asdict(entry)) + "\n")
-                file.flush()
-                os.fsync(file.fileno())
-            self._entries[entry.transaction_hash] = entry
+        self.store.add_registration(asdict(entry))
         return entry
 
     def transaction(self, transaction_hash: str) -> Registration | None:
         """The registration a transaction made, if any."""
-        with self._lock:
-            return self._entries.get(transaction_hash.lower())
+        found = self.store.get_registration(transaction_hash.lower())
+        return Registration(**found) if found else None
 
 
 class NewRegistration(BaseModel):

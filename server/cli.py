@@ -12,6 +12,7 @@ from envvars_server.cluster.membership import DEFAULT_NODE_TIMEOUT_S, NodeConfig
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
 from envvars_server.machines import DEFAULT_MAX_PER_USER, DEFAULT_MAX_PROCS
 from envvars_server.slots import DEFAULT_PER_USER
+from envvars_server.store.base import StartRefused
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         Path(args.data_dir), max_body_bytes=args.max_body_bytes, faults=args.faults,
         set_limits=SetLimits(max_vars=args.max_vars_per_set, max_bytes=args.max_set_bytes),
         vm_slots=UserSlots(per_user=args.vm_ops_per_user), max_workloads_per_user=args.max_workloads_per_user,
-        max_procs=args.vm_max_procs, database=args.database, node=node,
+        max_procs=args.vm_max_procs, database=args.database, at_rest_key=args.at_rest_key, node=node,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
     return 0
@@ -61,10 +62,20 @@ def _node(args: argparse.Namespace) -> NodeConfig | None:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from envvars_server.store import SqliteStore
+    from envvars_server.store import open_store
 
-    print(SqliteStore(Path(args.data_dir)).create_token(args.user))
+    store = open_store(Path(args.data_dir), args.database)
+    try:
+        print(store.create_token(args.user))
+    finally:
+        store.close()
     return 0
+
+
+def _database_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--database", metavar="URL", default=None,
+                         help="the store is on this PostgreSQL database (postgresql://...) instead of the SQLite "
+                              "file in --data-dir")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,9 +87,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8700)
     serve.add_argument("--data-dir", required=True, help="directory for the SQLite file and VM roots")
-    serve.add_argument("--database", metavar="URL", default=None,
-                       help="keep the store on this PostgreSQL database (postgresql://...) instead of the SQLite "
-                            "file in --data-dir")
+    _database_option(serve)
+    serve.add_argument("--at-rest-key", metavar="FILE", type=Path, default=None,
+                       help="the 32-byte key sealing values at rest and apps' private keys, made if missing "
+                            "(default: at-rest.key in --data-dir); every server on one --database needs the same")
     cluster = serve.add_argument_group(
         "cluster", "run as one of several replicas on one --database: each workload runs on the replica that made "
         "it, and any replica forwards a request for it there")
@@ -116,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser("create", help="create a token for a user; printed once")
     create.add_argument("--user", required=True)
     create.add_argument("--data-dir", required=True)
+    _database_option(create)
     create.set_defaults(run=_token_create)
     return root
 
@@ -123,7 +136,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `envvars-server` console script."""
     args = parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except StartRefused as exc:
+        print(f"envvars-server: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

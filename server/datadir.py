@@ -1,7 +1,9 @@
 """The data dir is private to the server's user: 0700 directories, 0600 files, checked at every start.
 
-It holds every tenant's values and token digests (the SQLite file and its -wal/-shm), and one
-directory per kind of workload (VMs, containers...) or snapshot, holding one directory each.
+It holds every tenant's values and token digests (the SQLite file and its -wal/-shm, unless the store
+is on PostgreSQL), the at-rest key (unless `--at-rest-key` names a file elsewhere), and one directory
+per kind of workload (VMs, containers...) or snapshot, holding one directory each: what stays on the
+node whichever the store.
 Whatever is wider than that is tightened, and said so in the log. A workload's own files (inside
 its disk) are not touched: they belong to the workload's host id.
 """

@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import requests
 
+from envvars_server.store import Store, open_store
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -41,43 +43,56 @@ class ServerProcess:
     """`envvars-server serve` in a child process; a context manager that starts and stops it."""
 
     def __init__(self, data_dir: Path, log: IO[str] | None = None, port: int | None = None,
-                 access_log: bool = False, args: Sequence[str] = ()):
+                 access_log: bool = False, args: Sequence[str] = (), database: str | None = None):
         self.data_dir = data_dir
+        self.database = database  # `--database`: the store on this PostgreSQL database, not in `data_dir`
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.access_log = access_log  # one line per request in `log` (benchmarks count them)
         self.args = list(args)  # more `serve` options, e.g. `--faults` in tests
         self.process: subprocess.Popen[str] | None = None
+        self._store: Store | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start the server and wait until it answers."""
         logs = (["--log-level", "info", "--access-log"] if self.access_log  # uvicorn logs access at info
                 else ["--log-level", "warning", "--no-access-log"])
         command = [sys.executable, "-m", "envvars_server.cli", "serve", "--port", str(self.port),
-                   "--data-dir", str(self.data_dir), *logs, *self.args]
+                   "--data-dir", str(self.data_dir), *logs, *self.args,
+                   *(["--database", self.database] if self.database else [])]
         self.process = subprocess.Popen(
             command, stdout=self.log or subprocess.DEVNULL, stderr=self.log or subprocess.DEVNULL,
             text=True, start_new_session=True,
         )
         try:
             wait_until_answers("envvars-server", self.url + "/openapi.json", self.process, timeout)
-        except RuntimeError:
+        except BaseException:
             self.stop()
             raise
         return self
 
-    def token(self, user: str) -> str:
-        """A new API token for `user` (created in the server's data dir)."""
-        from envvars_server.store import SqliteStore
+    def store(self) -> Store:
+        """The server's store, opened in this process (once; closed when the server stops)."""
+        if self._store is None:
+            self._store = open_store(self.data_dir, self.database)
+        return self._store
 
-        return SqliteStore(self.data_dir).create_token(user)
+    def token(self, user: str) -> str:
+        """A new API token for `user` (created in the server's store)."""
+        return self.store().create_token(user)
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def kill(self) -> None:
         """SIGKILL the server and everything it started, as a crash would."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        self._close_store()
 
     def stop(self) -> None:
         """Stop the server gracefully (SIGTERM), then make sure it is gone."""
@@ -87,6 +102,7 @@ class ServerProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_store()
 
     def __enter__(self) -> ServerProcess:
         return self.start()

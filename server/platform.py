@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from envvars_server.at_rest import cipher_for
 from envvars_server.clock import Clock
 from envvars_server.cluster import Membership
 from envvars_server.errors import Envelope
@@ -27,18 +26,20 @@ from envvars_server.machines import (
     Machines,
     Phase,
 )
-from envvars_server.store import Store
+from envvars_server.store import Cipher, Store
 from envvars_server.workloads import Workloads
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """What a platform's machinery may use: the store, the data dir, the server's options and clock; where it
-    offers its workloads on the neutral surface (`workloads[name]`); the cluster it is a node of, if any."""
+    """What a platform's machinery may use: the store, the data dir, the server's at-rest cipher, options and
+    clock; where it offers its workloads on the neutral surface (`workloads[name]`); the cluster it is a node of,
+    if any."""
 
     app: FastAPI
     store: Store
     data_dir: Path
+    cipher: Cipher
     options: Mapping[str, Any] = field(default_factory=dict)
     workloads: dict[str, Workloads] = field(default_factory=dict)
     clock: Clock = field(default_factory=Clock)
@@ -46,8 +47,8 @@ class Runtime:
     membership: Membership | None = None
 
     def encrypt_at_rest(self, platform: str) -> None:
-        """Seal `platform`'s values in the store from now on (AES-256-GCM under the data dir's key: `at_rest.py`)."""
-        self.store.use_cipher(platform, cipher_for(self.data_dir))
+        """Seal `platform`'s values in the store from now on (AES-256-GCM under the server's key: `at_rest.py`)."""
+        self.store.use_cipher(platform, self.cipher)
 
     def own_sets(self, platform: str) -> EnvSource:
         """The env source of workloads that each have a set of their own (the store's scope is the workload's id)."""

@@ -20,6 +20,13 @@ from tests.figures import (  # noqa: F401  (the reliability figures: collected f
 )
 from tests.plugin import Plugin, configured
 from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures of the PostgreSQL store's tests)
+from tests.stores import (  # noqa: F401  (the both-stores suites: their parametrization and fixtures)
+    check_store,
+    database_url,
+    new_database,
+    pytest_generate_tests,
+    store_kind_fixture,
+)
 
 _users = itertools.count()
 # Where platforms take their token (`Envelope.token_header`): `Authorization`, and headers of their own
@@ -58,11 +65,15 @@ class Api(requests.Session):
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One reference server for the session; tests stay apart by using fresh users."""
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           store_kind: str) -> Iterator[ServerProcess]:
+    """One reference server for the session (one per store in the both-stores suites: `tests/stores.py`); tests stay
+    apart by using fresh users."""
     data_dir = tmp_path_factory.mktemp("server-data")
-    with (data_dir.parent / "server.log").open("w") as log, ServerProcess(data_dir, log=log) as process:
+    with (data_dir.parent / f"{data_dir.name}.log").open("w") as log, \
+            ServerProcess(data_dir, log=log, database=new_database(request, store_kind)) as process:
         yield process
+        check_store(process)
 
 
 @pytest.fixture
@@ -100,9 +111,9 @@ def anonymous(server: ServerProcess) -> Iterator[Api]:
         yield session
 
 
-def start_server(data_dir: Path) -> ServerProcess:
-    """A server of a test's own, for restart and crash tests."""
-    return ServerProcess(data_dir).start()
+def start_server(data_dir: Path, database: str | None = None) -> ServerProcess:
+    """A server of a test's own, for restart and crash tests (on the PostgreSQL `database`, given its URL)."""
+    return ServerProcess(data_dir, database=database).start()
 
 
 @pytest.fixture(scope="session")

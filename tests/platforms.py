@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import requests
@@ -26,9 +25,10 @@ from envvars_server import workloads
 from envvars_server.errors import Envelope, owner
 from envvars_server.platforms import PLATFORMS
 from envvars_server.sandbox.agent import LOGIN_DEFAULTS
-from envvars_server.store import SqliteStore
+from envvars_server.store import Store
 from tests.conftest import Api
 from tests.figures import scaled
+from tests.stores import SHARE
 
 ENVELOPES: list[Envelope] = [platform.envelope for platform in PLATFORMS] + [workloads.ENVELOPE]
 NAMES: list[str] = [platform.name for platform in PLATFORMS]
@@ -83,9 +83,9 @@ def make_workload(api: Api, platform: str, name: str = "reliability") -> str:
     return str(response.json()["id"])
 
 
-def live_workloads(data_dir: Path, platform: str, user_id: str) -> list[str]:
+def live_workloads(store: Store, platform: str, user_id: str) -> list[str]:
     """The ids of a user's live workloads of a platform, read from the server's store."""
-    return [record["id"] for record in SqliteStore(data_dir).list_machines(platform, user_id)]
+    return [record["id"] for record in store.list_machines(platform, user_id)]
 
 
 @dataclass
@@ -249,7 +249,7 @@ class Kit:
         """A new place holding variables for this user."""
         raise NotImplementedError
 
-    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:  # pragma: no cover
+    def victim(self, api: Api, store: Store, secret: str) -> Victim:  # pragma: no cover
         """Seed the victim's objects, `secret` among their values."""
         raise NotImplementedError
 
@@ -317,7 +317,7 @@ class VersKit(Kit):
             return value
         return value.partition("#")[0] if len(f'{key}="{value}"'.encode()) <= PAM_LINE_MAX else None
 
-    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+    def victim(self, api: Api, store: Store, secret: str) -> Victim:
         """A secret in the account's set, a running VM, a commit, and a second VM nobody else names."""
         variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
         assert api.put("/api/v1/env_vars", json={"vars": variables}).status_code == 200
@@ -398,21 +398,21 @@ class HoodyKit(Kit):
         return HoodySet(api, {"id": container, "key": "KEPT"}, base, base, lambda key: f"{base}/{quote(key)}",
                         workload=container)
 
-    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+    def victim(self, api: Api, store: Store, secret: str) -> Victim:
         """A container holding a secret (booted with it), and a second container nobody else names."""
         variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
         container, hidden = make_workload(api, "hoody", "victim"), make_workload(api, "hoody", "hidden")
         for item in (container, hidden):
             assert api.patch(f"/api/v1/containers/{item}/env", json=variables).status_code == 200
             assert api.post(f"/api/v1/containers/{item}/restart").status_code == 200
-        user_id = SqliteStore(server_dir).user_for_token(str(api.headers["Authorization"]).split()[1])
+        user_id = store.user_for_token(str(api.headers["Authorization"]).split()[1])
         assert user_id is not None
 
         def unchanged() -> None:
             for item in (container, hidden):
                 response = api.get(f"/api/v1/containers/{item}/env")
                 assert response.json()["data"]["environment_vars"] == variables, response.text
-            records = SqliteStore(server_dir).list_machines("hoody", user_id)
+            records = store.list_machines("hoody", user_id)
             assert {record["id"]: record["state"] for record in records} == {container: "running", hidden: "running"}
 
         return Victim({"id": container, "key": "VICTIM_SECRET"}, {}, container,
@@ -568,7 +568,7 @@ class SevallaKit(Kit):
         return SevallaSet(api, {"id": application, "env_var_id": NO_SUCH_ID}, f"{base}?limit={SEVALLA_PAGE}", base,
                           lambda key: "", workload=application)  # `key_url`: by id, set in `__post_init__`
 
-    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+    def victim(self, api: Api, store: Store, secret: str) -> Victim:
         """An application holding a secret (deployed with it), and a second one nobody else names."""
         variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
         app, hidden = make_workload(api, "sevalla", "victim"), make_workload(api, "sevalla", "hidden")
@@ -579,7 +579,7 @@ class SevallaKit(Kit):
                 assert response.status_code == 201, response.text
                 ids.setdefault(item, {})[key] = response.json()["id"]
             assert api.post(f"{WORKLOADS}/{item}/restart").status_code == 200
-        user_id = SqliteStore(server_dir).user_for_token(str(api.headers["Authorization"]).split()[1])
+        user_id = store.user_for_token(str(api.headers["Authorization"]).split()[1])
         assert user_id is not None
 
         def unchanged() -> None:
@@ -588,7 +588,7 @@ class SevallaKit(Kit):
                 assert response.status_code == 200, response.text
                 listed = {var["key"]: (var["value"], var["id"]) for var in response.json()["data"]}
                 assert listed == {key: (value, ids[item][key]) for key, value in variables.items()}
-            records = SqliteStore(server_dir).list_machines("sevalla", user_id)
+            records = store.list_machines("sevalla", user_id)
             assert {record["id"]: record["state"] for record in records} == {app: "running", hidden: "running"}
 
         return Victim({"id": app, "env_var_id": ids[app]["VICTIM_SECRET"]}, {}, app,
@@ -696,7 +696,7 @@ class VertraKit(Kit):
         return VertraSet(api, {"id": app, "envId": NO_SUCH_ID}, f"{base}/envs", f"{base}/environments",
                          lambda key: "", workload=app)  # `key_url`: by id, set in `__post_init__`
 
-    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+    def victim(self, api: Api, store: Store, secret: str) -> Victim:
         """An app holding a secret (restarted with it), and a second one nobody else names."""
         variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
         app, hidden = make_workload(api, "vertra", "victim"), make_workload(api, "vertra", "hidden")
@@ -706,14 +706,14 @@ class VertraKit(Kit):
             assert response.status_code == 200, response.text
             listed[item] = response.json()["response"]
             assert api.post(f"/v1/apps/{item}/restart").status_code == 200
-        user_id = SqliteStore(server_dir).user_for_token(str(api.headers["Authorization"]).split()[1])
+        user_id = store.user_for_token(str(api.headers["Authorization"]).split()[1])
         assert user_id is not None
 
         def unchanged() -> None:
             for item in (app, hidden):
                 response = api.get(f"/v1/apps/{item}/envs")
                 assert response.status_code == 200 and response.json()["response"] == listed[item], response.text
-            records = SqliteStore(server_dir).list_machines("vertra", user_id)
+            records = store.list_machines("vertra", user_id)
             assert {record["id"]: record["state"] for record in records} == {app: "running", hidden: "running"}
 
         return Victim({"id": app, "envId": listed[app][0]["id"]}, {}, app,
@@ -838,7 +838,7 @@ class PhalaKit(Kit):
         return PhalaSet(api, {"cvm_id": cvm}, f"{WORKLOADS}/{cvm}/environment", f"/api/v1/cvms/{cvm}/envs",
                         no_key_url, workload=cvm)
 
-    def victim(self, api: Api, server_dir: Path, secret: str) -> Victim:
+    def victim(self, api: Api, store: Store, secret: str) -> Victim:
         """A CVM holding a secret (running with it), and a second one nobody else names."""
         variables = {"VICTIM_SECRET": secret, "VICTIM_OTHER": f"victim-other-{uuid.uuid4()}"}
         sets = [self.env_set(api) for _ in range(2)]
@@ -861,12 +861,12 @@ def quote(key: str) -> str:
 KITS: dict[str, Kit] = {kit.name: kit for kit in (VersKit(), HoodyKit(), SevallaKit(), VertraKit(), PhalaKit())}
 
 
-def trials(name: str, normal: int, soak: int, *, fuzz: bool = False) -> int:
-    """How many trials of a slow suite (`fuzz`: fuzz cases) the platform `name` runs: its kit's share of `normal` in
-    `make test`, `soak` in `make soak`."""
+def trials(name: str, normal: int, soak: int, *, fuzz: bool = False, store: str = "sqlite") -> int:
+    """How many trials of a slow suite (`fuzz`: fuzz cases) the platform `name` runs on `store`: its kit's share of
+    `normal`, and the store's (`stores.SHARE`), in `make test`; `soak` in `make soak`."""
     found = kit(name)
     share = found.fuzz_share if fuzz and found.fuzz_share is not None else found.share
-    return scaled(max(1, round(normal * share)), soak)
+    return scaled(max(1, round(normal * share * SHARE[store])), soak)
 
 
 def kit(name: str) -> Kit:

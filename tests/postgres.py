@@ -39,6 +39,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def dump(url: str) -> bytes:
+    """Everything the database at `url` holds, as `pg_dump` writes it (plain SQL)."""
+    return subprocess.run([_bin("pg_dump"), "--dbname", url], check=True, capture_output=True).stdout
+
+
 class PostgresServer:
     """One `postgres` on loopback with its cluster in a temp dir; `url(database)` addresses a database on it.
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,10 +29,11 @@ import requests
 
 from envvars_server.auth import unauthorized
 from envvars_server.launch import ServerProcess
-from envvars_server.store import DB_FILE, SqliteStore, hash_token
+from envvars_server.store import hash_token
 from tests import conftest, openapi_doc, platforms
 from tests.conftest import TOKEN_HEADERS, Api
 from tests.figures import figure
+from tests.stores import sql, stored_bytes
 
 OPERATIONS = openapi_doc.operations()
 _tally = {"requests": 0, "victim_data_seen": 0}
@@ -48,8 +48,8 @@ class Victim:
         self.secret = f"victim-secret-{uuid.uuid4()}"
         self.parts: dict[str, platforms.Victim] = {}
         for name in platforms.NAMES:
-            self.parts[name] = platforms.kit(name).victim(self.api, server.data_dir, f"{self.secret}-{name}")
-        user_id = SqliteStore(server.data_dir).user_for_token(self.token)
+            self.parts[name] = platforms.kit(name).victim(self.api, server.store(), f"{self.secret}-{name}")
+        user_id = server.store().user_for_token(self.token)
         assert user_id is not None
         self.user_id = user_id
 
@@ -70,17 +70,18 @@ class Victim:
             part.unchanged()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tally() -> Iterator[None]:
-    """The module's figure, once all its requests ran."""
+@pytest.fixture(scope="module")
+def tally(store_kind: str) -> Iterator[None]:
+    """The module's figure on a store, once all its requests there ran."""
+    _tally.update(dict.fromkeys(_tally, 0))
     yield
-    figure("auth and isolation", requests=_tally["requests"], operations=len(OPERATIONS),
+    figure(f"auth and isolation on {store_kind}", requests=_tally["requests"], operations=len(OPERATIONS),
            platforms=len(platforms.NAMES), credential_cases=len(CREDENTIALED),
            victim_data_seen=_tally["victim_data_seen"])
 
 
 @pytest.fixture(scope="module")
-def victim(server: ServerProcess) -> Iterator[Victim]:
+def victim(server: ServerProcess, tally: None) -> Iterator[Victim]:
     victim = Victim(server)
     yield victim
     for part in victim.parts.values():
@@ -211,13 +212,12 @@ def test_another_users_token_never_reaches_the_victims_data(api: Api, victim: Vi
 
 def test_tokens_are_stored_as_digests_only(server: ServerProcess, victim: Victim) -> None:
     other = server.token("digest-check")
-    raw = b"".join(path.read_bytes() for path in server.data_dir.glob(DB_FILE + "*"))
+    raw = stored_bytes(server)
     assert victim.token.encode() not in raw and other.encode() not in raw
-    with sqlite3.connect(server.data_dir / DB_FILE) as db:
-        stored = [row[0] for row in db.execute("SELECT token_hash FROM tokens")]
+    stored = [row[0] for row in sql(server, "SELECT token_hash FROM tokens")]
     assert stored and all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in stored)
     assert hash_token(victim.token) in stored
-    store = SqliteStore(server.data_dir)
+    store = server.store()
     assert store.user_for_token(victim.token) == victim.user_id
     assert store.user_for_token(hash_token(victim.token)) is None  # the digest is not a credential
 

@@ -22,7 +22,6 @@ import requests
 from envvars.rules import KeyRules, key_violation
 from envvars_server.launch import ServerProcess
 from envvars_server.limits import DEFAULT_MAX_BODY_BYTES
-from envvars_server.store import SqliteStore
 from tests import openapi_doc, platforms
 from tests.conftest import Api
 from tests.figures import figure
@@ -57,10 +56,12 @@ def too_long(platform: str) -> str:
     return "x" * (importlib.import_module(f"envvars.rules.{platform}").RULES.max_value_len + 1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tally() -> Iterator[None]:
+@pytest.fixture(scope="module")
+def tally(store_kind: str) -> Iterator[None]:
+    """The module's figure on a store, once all its requests there ran."""
+    _tally.update(dict.fromkeys(_tally, 0))
     yield
-    figure("bad input", requests=_tally["requests"], operations=len(OPERATIONS),
+    figure(f"bad input on {store_kind}", requests=_tally["requests"], operations=len(OPERATIONS),
            stored_after_rejection=_tally["stored_after"])
 
 
@@ -73,13 +74,13 @@ class Holder:
         self.sets = {name: platforms.kit(name).env_set(self.api) for name in platforms.NAMES}
         for env_set in self.sets.values():
             assert env_set.acknowledged(env_set.merge({"KEPT": "kept"}))
-        user_id = SqliteStore(server.data_dir).user_for_token(str(self.api.headers["Authorization"]).split()[1])
+        user_id = server.store().user_for_token(str(self.api.headers["Authorization"]).split()[1])
         assert user_id is not None
         self.user_id = user_id
         self.workloads = self.live_workloads()
 
     def live_workloads(self) -> dict[str, list[str]]:
-        return {name: platforms.live_workloads(self.server.data_dir, name, self.user_id) for name in platforms.NAMES}
+        return {name: platforms.live_workloads(self.server.store(), name, self.user_id) for name in platforms.NAMES}
 
     def url(self, path: str, key: str = "KEPT") -> str:
         """`path` aimed at the holder's objects of the owning platform (a workload of the first platform
@@ -91,7 +92,7 @@ class Holder:
 
 
 @pytest.fixture(scope="module")
-def holder(server: ServerProcess) -> Iterator[Holder]:
+def holder(server: ServerProcess, tally: None) -> Iterator[Holder]:
     holder = Holder(server)
     yield holder
     holder.api.close()

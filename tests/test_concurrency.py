@@ -244,7 +244,7 @@ def serializable_per_key(ops: list[Op], final: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("platform", platforms.NAMES)
-def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api, platform: str) -> None:
+def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api, platform: str, store_kind: str) -> None:
     """16 clients write one set while 2 readers read it: every read and every merge's answer shows each
     merge whole or not at all (where merges are multi-key) and only values written, and the final set is one a
     serial order of the acknowledged writes leaves, each client's keys at its last acknowledged write."""
@@ -253,7 +253,7 @@ def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api, pla
     for api in apis:
         api.use_token(token)  # one user, sixteen clients and two readers
     first = platforms.kit(platform).env_set(apis[0])
-    count = platforms.trials(platform, 150, 1500)  # writes per client
+    count = platforms.trials(platform, 150, 1500, store=store_kind)  # writes per client
     sets = [dataclasses.replace(first, api=api) for api in apis]
     run = Run(sent={number: {} for number in range(CLIENTS)})  # readers iterate it: no keys added later
     done = threading.Event()
@@ -273,7 +273,8 @@ def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api, pla
     not_last = [key for key, last in run.last_written.items() if final.get(key) != last]
     # A race (a 409 or 404 a per-variable write retried on) can only be on a key several clients write.
     races = [key for env_set in sets for key in env_set.races]
-    figure(f"concurrency {platform} (16 clients, 2 readers)", writes=CLIENTS * count, acknowledged=len(run.ops),
+    figure(f"concurrency {platform} on {store_kind} (16 clients, 2 readers)", writes=CLIENTS * count,
+           acknowledged=len(run.ops),
            deletes_of_absent_keys=len(run.absent_deletes), errors=len(run.problems), reads=run.snapshots[0],
            put_answers_checked=run.snapshots[1], half_applied_writes_seen=len(run.torn), stale_reads=len(run.stale),
            values_never_written=len(run.phantoms), group_keys_not_last_write=len(not_last),
@@ -332,7 +333,8 @@ def fleet_workspace(tmp_path: Path, server: ServerProcess, token: str, count: in
 
 
 @pytest.mark.slow
-def test_two_hundred_resources_with_parallel_32_converge(tmp_path: Path, server: ServerProcess, api: Api) -> None:
+def test_two_hundred_resources_with_parallel_32_converge(tmp_path: Path, server: ServerProcess, api: Api,
+                                                        store_kind: str) -> None:
     count = scaled(200, 500)
     token = str(api.headers["Authorization"]).split()[1]
     ws = fleet_workspace(tmp_path, server, token, count, "FLEET")
@@ -342,7 +344,7 @@ def test_two_hundred_resources_with_parallel_32_converge(tmp_path: Path, server:
     stored = api.get("/api/v1/env_vars").json()["vars"]
     assert stored == {f"FLEET_{n}": f"v{n}" for n in range(count)}
     preview = json.loads(ws.run("preview", "--json").stdout)
-    figure("engine --parallel 32", resources=count, up_seconds=round(seconds, 1),
+    figure(f"engine --parallel 32 on {store_kind}", resources=count, up_seconds=round(seconds, 1),
            changes_after=sum(v for k, v in preview["changeSummary"].items() if k != "same"))
     assert preview["changeSummary"] == {"same": count + 1}
     ws.destroy("--parallel", "32")

@@ -7,7 +7,6 @@ import dataclasses
 import itertools
 import random
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -22,11 +21,12 @@ from tests import platforms
 from tests.conftest import Api, start_server
 from tests.figures import figure
 from tests.platforms import EnvSet
+from tests.stores import check_store
 from tests.test_vers_vms import boot, env_file
 
 
-def test_restart_keeps_tokens_vars_and_vms(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
+def test_restart_keeps_tokens_vars_and_vms(tmp_path: Path, database_url: str | None) -> None:
+    server = start_server(tmp_path, database_url)
     token = server.token("durable")
     api = Api(server.url, token)
     api.put("/api/v1/env_vars", json={"vars": {"A": "first"}})
@@ -36,7 +36,7 @@ def test_restart_keeps_tokens_vars_and_vms(tmp_path: Path) -> None:
     api.put("/api/v1/env_vars", json={"vars": {"A": "second"}})
     server.stop()
 
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, database_url)
     try:
         api = Api(server.url, token)
         assert api.get("/api/v1/env_vars").json() == {"vars": {"A": "second"}}
@@ -154,7 +154,8 @@ def acknowledged_sets(before: dict[str, str], writer: Writer, env_set: EnvSet) -
 
 
 @pytest.mark.parametrize("platform", platforms.NAMES)
-def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path, platform: str) -> None:
+def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path, platform: str,
+                                                           database_url: str | None, store_kind: str) -> None:
     """Kill -9 at a random moment of a stream of merges, deletes and (where the platform has them) replace-all
     writes to one set, then restart on the same data.
 
@@ -165,9 +166,9 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path, plat
     anything else).
     """
     rng = random.Random(20261123)
-    trials = platforms.trials(platform, 25, 500)
+    trials = platforms.trials(platform, 25, 500, store=store_kind)
     waited = platforms.kit(platform).writes_per_crash  # acknowledged writes before each kill, where slow
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, database_url)
     token = server.token("crashy")
     with Api(server.url, token) as api:
         env_set = platforms.kit(platform).env_set(api)
@@ -201,11 +202,10 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path, plat
                 in_flight = after(acknowledged[-1], writer.sent[-1])
             per_crash.append(len(acknowledged) - 1)
 
-            server = start_server(tmp_path)
+            server = start_server(tmp_path, database_url)
             with Api(server.url, token) as check:
                 stored = dataclasses.replace(env_set, api=check).get()
-            with sqlite3.connect(tmp_path / "envvars.db") as db:
-                assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            check_store(server)
             if stored == acknowledged[-1]:
                 pass
             elif stored == in_flight:
@@ -217,7 +217,8 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path, plat
             state = stored
     finally:
         server.stop()
-    figure(f"crash consistency {platform} (kill -9 during writes)", trials=trials, acknowledged_writes=sum(per_crash),
+    figure(f"crash consistency {platform} on {store_kind} (kill -9 during writes)", trials=trials,
+           acknowledged_writes=sum(per_crash),
            fewest_acknowledged_before_a_kill=min(per_crash, default=0),
            in_flight_writes_committed=in_flight_committed, lost_sets=older, mixed_sets=mixed)
     assert older == 0, f"{older} restarts came back with an older acknowledged set: acknowledged writes lost"
@@ -229,12 +230,13 @@ def test_kill_9_loses_no_acknowledged_write_and_never_mixes(tmp_path: Path, plat
 
 
 @pytest.mark.parametrize("platform", platforms.NAMES)
-def test_a_workload_comes_back_after_a_crash_with_the_env_of_its_boot(tmp_path: Path, platform: str) -> None:
+def test_a_workload_comes_back_after_a_crash_with_the_env_of_its_boot(tmp_path: Path, platform: str,
+                                                                      database_url: str | None) -> None:
     """A workload booted with a set, the set changed, then kill -9 and a restart on the same data: the stored set
     is the changed one, the workload runs again with the env of its last boot (not re-injected; where its env
     lived in memory only, as the kit says, it is gone, and the workload comes back with the stored set), and
     is out of sync (where the platform says) until it boots again with the stored set."""
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, database_url)
     token = server.token("comes-back")
     kit = platforms.kit(platform)
     try:
@@ -246,7 +248,7 @@ def test_a_workload_comes_back_after_a_crash_with_the_env_of_its_boot(tmp_path: 
             assert env_set.acknowledged(env_set.merge({"A": "second"}))
             assert env_set.synced() in (False, None)
         server.kill()
-        server = start_server(tmp_path)
+        server = start_server(tmp_path, database_url)
         with Api(server.url, token) as api:
             env_set = dataclasses.replace(env_set, api=api)
             assert env_set.get() == {"A": "second", "B": "kept"}

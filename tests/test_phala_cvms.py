@@ -4,8 +4,8 @@ local ledger and a moved clock, isolation, and no plaintext anywhere on disk or 
 
 from __future__ import annotations
 
+import base64
 import json
-import stat
 import threading
 import time
 import uuid
@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from envvars import sealed_env
+from envvars_server.at_rest import KEY_FILE, cipher_for
+from envvars_server.kms import Kms
 from envvars_server.launch import ServerProcess
-from envvars_server.store import SqliteStore
+from envvars_server.store import DB_FILE
 from tests.conftest import Api
 from tests.test_sealed_env import spec_seal
 from tests.test_sevalla_at_rest import plaintext_hits
@@ -108,9 +111,9 @@ def allowed(api: Api, cvm_id: str) -> list[str]:
 
 def stored(server: ServerProcess, api: Api, cvm_id: str) -> dict[str, str]:
     """The CVM's stored state, read from the server's store."""
-    user = SqliteStore(server.data_dir).user_for_token(str(api.headers["X-API-Key"]))
+    user = server.store().user_for_token(str(api.headers["X-API-Key"]))
     assert user is not None
-    return SqliteStore(server.data_dir).get_vars("phala", user, cvm_id)
+    return server.store().get_vars("phala", user, cvm_id)
 
 
 def test_a_sealed_set_replaces_the_whole_set_and_only_allowed_keys_reach_the_cvm(owner: Api, cvm: str) -> None:
@@ -272,11 +275,12 @@ def test_no_plaintext_on_disk_or_in_the_log_and_the_keys_stay_private(server: Se
     """Runs last: every value this module wrote, searched in every file under the data dir and in the server log."""
     assert inside(owner, cvm)  # a CVM holds plaintext values in its memory right now
     log = server.data_dir.parent / "phala-server.log"
-    assert plaintext_hits(server.data_dir, log, [PLAIN]) == {} and "/api/v1/cvms/" in log.read_text()
-    keys = list((server.data_dir / "kms").iterdir())
-    assert keys and all(stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_size == 32 for path in keys)
-    private = (server.data_dir / "kms" / f"{info(owner, cvm)['app_id']}.key").read_bytes()
+    assert "/api/v1/cvms/" in log.read_text()
+    app_key = Kms(server.store(), cipher_for(server.data_dir / KEY_FILE)).private_key(info(owner, cvm)["app_id"])
+    private = app_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    assert not (server.data_dir / "kms").exists()  # keys live in the store, sealed
+    assert plaintext_hits(server.data_dir, log, [PLAIN, private.hex(), base64.b64encode(private).decode()]) == {}
+    assert private not in b"".join(path.read_bytes() for path in server.data_dir.glob(DB_FILE + "*"))
     answers = [owner.get(f"/api/v1/cvms/{cvm}").text, owner.get(f"/api/v1/cvms/{cvm}/compose_file").text,
                owner.get("/openapi.json").text]
     assert not any(private.hex() in text or private.hex().upper() in text for text in answers)
-    assert private.hex() not in log.read_text()

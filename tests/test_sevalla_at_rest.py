@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-import sqlite3
 import stat
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from envvars_server.launch import ServerProcess
 from envvars_server.store import DB_FILE
 from tests.conftest import Api, start_server
 from tests.figures import figure
+from tests.stores import check_store, sql, stored_bytes
 from tests.test_sevalla_env_vars import application, create, listed, url
 
 LOGIN = {"PATH", "HOME", "SHELL", "USER", "LOGNAME"}
@@ -79,12 +79,20 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         offset = end
 
 
-def test_no_value_in_plaintext_in_any_file_through_writes_updates_a_deploy_and_a_restart(tmp_path: Path) -> None:
+def store_hits(server: ServerProcess, needles: list[str]) -> int:
+    """How many needles the server's store holds where it is not a file of the data dir: its PostgreSQL database."""
+    dumped = stored_bytes(server) if server.database else b""
+    return sum(needle.encode() in dumped for needle in needles)
+
+
+def test_no_value_in_plaintext_in_any_file_through_writes_updates_a_deploy_and_a_restart(
+    tmp_path: Path, database_url: str | None, store_kind: str,
+) -> None:
     data_dir, log_path = tmp_path / "data", tmp_path / "server.log"
     first = {f"VAR_{n}": f"pl41n-first-{n}-{uuid.uuid4()}" for n in range(40)}
     second = {key: f"pl41n-second-{uuid.uuid4()}" for key in first}
-    with log_path.open("w") as log, ServerProcess(data_dir, log=log, args=["--log-level", "debug",
-                                                                          "--access-log"]) as server:
+    with log_path.open("w") as log, ServerProcess(data_dir, log=log, database=database_url,
+                                                  args=["--log-level", "debug", "--access-log"]) as server:
         token = server.token("at-rest")
         with Api(server.url, token) as api:
             app = application(api)
@@ -97,29 +105,34 @@ def test_no_value_in_plaintext_in_any_file_through_writes_updates_a_deploy_and_a
             deploy(api, app)
             assert seen(api, app) == second
             assert seen(api, app, "build") == {k: v for n, (k, v) in enumerate(second.items()) if n % 2 == 0}
-            while_running = plaintext_hits(data_dir, log_path, [*first.values(), *second.values()])
+            needles = [*first.values(), *second.values()]
+            while_running = plaintext_hits(data_dir, log_path, needles)
+            in_database = store_hits(server, needles)
     key_file = data_dir / KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(key_file.read_bytes()) == 32
     key_before = key_file.read_bytes()
-    server = start_server(data_dir)
+    server = start_server(data_dir, database_url)
     try:
         with Api(server.url, token) as api:
             assert {item["key"]: item["value"] for item in listed(api, app, limit=100)["data"]} == second
             assert seen(api, app) == second  # the recovery boot got the stored set again (memory only)
             assert seen(api, app, "build") == {k: v for n, (k, v) in enumerate(second.items()) if n % 2 == 0}
+        after_restart = plaintext_hits(data_dir, log_path, [*needles, key_before.hex()])
+        in_database += store_hits(server, [*needles, key_before.hex()])
+        check_store(server)
     finally:
         server.stop()
     assert key_file.read_bytes() == key_before
-    after_restart = plaintext_hits(data_dir, log_path, [*first.values(), *second.values(), key_before.hex()])
     files = [path for path in data_dir.rglob("*") if path.is_file()]
-    figure("sevalla at rest (plaintext scan)", values=len(first) + len(second), files_scanned=len(files) + 1,
-           hits=sum(while_running.values()) + sum(after_restart.values()))
-    assert any(path.name == DB_FILE + "-wal" for path in files) or (data_dir / DB_FILE).exists()
-    assert while_running == {} and after_restart == {}
+    figure(f"sevalla at rest on {store_kind} (plaintext scan)", values=len(first) + len(second),
+           files_scanned=len(files) + 1, databases_scanned=int(database_url is not None),
+           hits=sum(while_running.values()) + sum(after_restart.values()) + in_database)
+    assert any(path.name == DB_FILE + "-wal" for path in files) or (data_dir / DB_FILE).exists() or database_url
+    assert while_running == {} and after_restart == {} and in_database == 0
 
 
-def test_a_sealed_value_moved_to_another_row_does_not_open(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
+def test_a_sealed_value_moved_to_another_row_does_not_open(tmp_path: Path, database_url: str | None) -> None:
+    server = start_server(tmp_path, database_url)
     token = server.token("mover")
     try:
         with Api(server.url, token) as api:
@@ -128,11 +141,10 @@ def test_a_sealed_value_moved_to_another_row_does_not_open(tmp_path: Path) -> No
             thief = create(api, app, key="THIEF", value="thief-value")
     finally:
         server.stop()
-    with sqlite3.connect(tmp_path / DB_FILE) as db:
-        rows = dict(db.execute("SELECT id, value FROM env_vars WHERE platform = 'sevalla'").fetchall())
-        assert all(value.startswith("v1:") for value in rows.values())
-        db.execute("UPDATE env_vars SET value = ? WHERE id = ?", (rows[victim["id"]], thief["id"]))
-    server = start_server(tmp_path)
+    rows = dict(sql(server, "SELECT id, value FROM env_vars WHERE platform = 'sevalla'"))
+    assert all(value.startswith("v1:") for value in rows.values())
+    sql(server, "UPDATE env_vars SET value = ? WHERE id = ?", (rows[victim["id"]], thief["id"]))
+    server = start_server(tmp_path, database_url)
     try:
         with Api(server.url, token) as api:
             response = api.get(url(app))

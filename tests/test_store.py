@@ -3,25 +3,45 @@ newer ones, variable ids and times, all-or-nothing edits, the cipher hook, seria
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
+import requests
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from fastapi import FastAPI
 
+from envvars import sealed_env
+from envvars_server import at_rest
 from envvars_server.app import create_app
+from envvars_server.at_rest import SealedValueInvalid
+from envvars_server.chain import Ledger
 from envvars_server.cli import parser
+from envvars_server.kms import Kms
 from envvars_server.launch import ServerProcess
 from envvars_server.store import DB_FILE, SCHEMA_VERSION, PostgresStore, SqliteStore, Store, StoreTooNew
 from envvars_server.store import postgres as pg
 from tests.conftest import Api
+from tests.figures import figure
+from tests.postgres import dump
+from tests.sevalla import new_application
+from tests.sevalla import stored as sevalla_stored
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The fixture's user and token (a throwaway credential of a test database, valid nowhere else).
@@ -105,6 +125,7 @@ def test_with_a_cipher_no_value_reaches_the_database_files_and_rows_cannot_swap(
 
 
 Open = Callable[[], Store]
+T = TypeVar("T")
 
 
 class Database:
@@ -137,10 +158,15 @@ class Database:
         self.sql(f"PRAGMA user_version = {version}" if self.kind == "sqlite"
                  else f"UPDATE schema_version SET version = {version}")
 
+    def dump(self) -> bytes:
+        """Every byte the database holds: its files (SQLite), or `pg_dump`'s output."""
+        if self.kind == "sqlite":
+            return b"".join(path.read_bytes() for path in sorted(Path(self.where).glob(DB_FILE + "*")))
+        return dump(self.where)
+
     def close(self) -> None:
         for store in self.opened:
-            if isinstance(store, PostgresStore):
-                store.close()
+            store.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -173,6 +199,35 @@ def test_a_database_of_a_newer_release_is_refused_untouched(database: Database) 
     with pytest.raises(StoreTooNew, match=f"schema version {newer}, newer than this release's {newer - 1}"):
         database.open()
     assert database.schema_version() == newer
+
+
+def test_serve_and_token_create_refuse_a_newer_database_clearly(database: Database, tmp_path: Path) -> None:
+    database.open()
+    database.set_schema_version(latest(database.kind) + 1)
+    where = ["--data-dir", str(tmp_path)] + (["--database", database.where] if database.kind == "postgres" else [])
+    for command in (["serve", "--port", "0"], ["token", "create", "--user", "u"]):
+        refused = subprocess.run([sys.executable, "-m", "envvars_server.cli", *command, *where],
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.strip().endswith(f"newer than this release's {latest(database.kind)}: run the release "
+                                               "that wrote it, or a newer one")
+        assert "Traceback" not in refused.stderr
+    assert database.schema_version() == latest(database.kind) + 1
+
+
+def test_a_server_with_another_at_rest_key_than_the_stores_is_refused(database: Database, tmp_path: Path) -> None:
+    """Its sealed values and app keys would not open: it must not start (replicas need one key file)."""
+    url = ["--database", database.where] if database.kind == "postgres" else []
+    create_app(tmp_path, database=url[1] if url else None).state.store.close()  # the first server's key is kept
+    another = tmp_path / "another.key"
+    refused = subprocess.run([sys.executable, "-m", "envvars_server.cli", "serve", "--data-dir", str(tmp_path), *url,
+                              "--at-rest-key", str(another)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.splitlines()[-1] == f"envvars-server: {another} is not the at-rest key this store's sealed " \
+        "data was written with: start every server on this store with the same key file (--at-rest-key)"
+    with ServerProcess(tmp_path, database=url[1] if url else None,
+                       args=["--at-rest-key", str(tmp_path / at_rest.KEY_FILE)]) as server:
+        assert requests.get(server.url + "/openapi.json", timeout=30).status_code == 200
 
 
 def test_round_trips_of_tokens_sets_and_records(database: Database) -> None:
@@ -270,7 +325,10 @@ def test_concurrent_edits_of_one_set_on_postgresql_are_serialized(postgres_url: 
         for worker in workers:
             worker.join()
         assert not failures
-        assert stores[0].get_vars("p", "owner", "counter") == {"N": str(threads * rounds)}
+        counted = int(stores[0].get_vars("p", "owner", "counter")["N"])
+        figure("per-set lock on postgres (two stores, 16 threads)", increments=threads * rounds, counted=counted,
+               lost=threads * rounds - counted)
+        assert counted == threads * rounds
     finally:
         for store in stores:
             store.close()
@@ -286,6 +344,110 @@ def test_serve_keeps_the_store_in_sqlite_unless_given_a_database(tmp_path: Path,
         assert isinstance(store, PostgresStore) and store.get_vars("p", "owner") == {}
     finally:
         store.close()
+
+
+def connections_to(url: str) -> int:
+    """How many sessions other than this query's are open on the database of `url`."""
+    with psycopg.connect(url) as db:
+        return int(db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND pid <> pg_backend_pid()").fetchall()[0][0])
+
+
+def served(app: FastAPI, meanwhile: Callable[[], T]) -> T:
+    """What `meanwhile` returns, called while `app` runs (its lifespan: platforms started, stopped after)."""
+
+    async def serve() -> T:
+        async with app.router.lifespan_context(app):
+            return meanwhile()
+
+    return asyncio.run(serve())
+
+
+def test_the_server_closes_its_database_connections_when_it_stops(tmp_path: Path, postgres_url: str) -> None:
+    assert served(create_app(tmp_path, database=postgres_url), lambda: connections_to(postgres_url)) >= 1
+    deadline = time.monotonic() + 10  # a backend leaves pg_stat_activity just after its client hangs up
+    while connections_to(postgres_url) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connections_to(postgres_url) == 0
+
+
+def test_token_create_and_server_process_reach_the_database(tmp_path: Path, postgres_url: str) -> None:
+    """`token create --database` writes the token where `serve --database` reads it, not in the data dir."""
+    created = subprocess.run([sys.executable, "-m", "envvars_server.cli", "token", "create", "--user", "cli",
+                              "--data-dir", str(tmp_path), "--database", postgres_url],
+                             capture_output=True, text=True, check=True)
+    token = created.stdout.strip()
+    assert token.startswith("evt_") and token not in created.stderr
+    assert not (tmp_path / DB_FILE).exists()
+    with ServerProcess(tmp_path, database=postgres_url) as server, Api(server.url, token) as api:
+        assert api.put("/api/v1/env_vars", json={"vars": {"K": "v"}}).status_code == 200
+        [(user_id,)] = Database("postgres", postgres_url).sql("SELECT user_id FROM users WHERE name = 'cli'")
+        assert server.store().get_vars("vers", user_id) == {"K": "v"}
+        assert server.store().user_for_token(server.token("second")) is not None
+    assert not (tmp_path / DB_FILE).exists()
+
+
+def raw(key: X25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def test_servers_on_one_database_hand_out_one_key_per_app_never_in_clear(database: Database, tmp_path: Path) -> None:
+    cipher = at_rest.cipher_for(tmp_path / "shared.key")
+    app, other = "ab" * 20, "cd" * 20
+    first, second = Kms(database.open(), cipher), Kms(database.open(), cipher)
+    public = first.create(app)
+    assert second.public_key(app) == public
+    assert second.create(app) == public  # made at once on two servers: the first one stored is everyone's
+    private = raw(first.private_key(app))
+    dumped = database.dump()
+    assert b"app-key:" + app.encode() in dumped
+    for form in (private, private.hex().encode(), base64.b64encode(private)):
+        assert form not in dumped
+    first.create(other)
+    database.sql(f"UPDATE sealed SET value = (SELECT value FROM sealed WHERE name = 'app-key:{app}') "
+                 f"WHERE name = 'app-key:{other}'")  # a sealed key moved to another app's row
+    with pytest.raises(SealedValueInvalid):
+        Kms(database.open(), cipher).private_key(other)
+    with pytest.raises(SealedValueInvalid):  # a server started with another key file opens none
+        Kms(database.open(), at_rest.cipher_for(tmp_path / "another.key")).private_key(app)
+
+
+def test_an_earlier_releases_ledger_and_key_files_move_into_the_store_once(database: Database, tmp_path: Path) -> None:
+    """Releases before the store kept the chain in `chain/ledger.jsonl` and app keys in `kms/<app id>.key`."""
+    app_id, key = "ef" * 20, X25519PrivateKey.generate()
+    registration = {"transaction_hash": "0x" + "1" * 64, "app_id": app_id, "compose_hash": "2" * 64, "at": 1.5}
+    (tmp_path / "chain").mkdir(mode=0o700)
+    (tmp_path / "chain" / "ledger.jsonl").write_text(json.dumps(registration) + "\n")
+    (tmp_path / "kms").mkdir(mode=0o700)
+    (tmp_path / "kms" / f"{app_id}.key").write_bytes(raw(key))
+    url = database.where if database.kind == "postgres" else None
+    for _ in range(2):  # the second start finds nothing left to import, and keeps what was
+        app = create_app(tmp_path, database=url)
+        kms = Kms(app.state.store, at_rest.cipher_for(tmp_path / at_rest.KEY_FILE))
+        public = served(app, partial(kms.public_key, app_id))  # imported at start
+        assert public == sealed_env.public_key_hex(key)
+        assert not (tmp_path / "chain").exists() and not (tmp_path / "kms").exists()
+        found = Ledger(database.open()).transaction("0x" + "1" * 64)
+        assert found is not None and found.app_id == app_id and found.at == 1.5
+
+
+def test_two_servers_on_one_database_with_one_key_file_share_sealed_values_and_app_keys(
+    tmp_path: Path, postgres_url: str,
+) -> None:
+    """Replicas: each its data dir (its workloads' disks), one database and one `--at-rest-key` file."""
+    shared = ["--at-rest-key", str(tmp_path / "shared.key")]
+    with ServerProcess(tmp_path / "a", database=postgres_url, args=shared) as a, \
+            ServerProcess(tmp_path / "b", database=postgres_url, args=shared) as b:
+        token = a.token("replicated")
+        with Api(a.url, token) as on_a, Api(b.url, token) as on_b:
+            app = new_application(on_a)
+            made = on_a.post(f"/v3/applications/{app}/env-vars", json={"key": "SEALED", "value": "at-rest-value"})
+            assert made.status_code == 201, made.text
+            assert sevalla_stored(on_b, app) == {"SEALED": "at-rest-value"}
+            cvm = on_a.post("/_envvars/v1/workloads", json={"platform": "phala", "name": "cvm"}).json()["id"]
+            keys = [api.get(f"/api/v1/cvms/{cvm}").json()["kms_info"]["encrypted_env_pubkey"] for api in (on_a, on_b)]
+            assert keys[0] == keys[1] and len(keys[0]) == 64
+    assert not list(tmp_path.glob("*/" + DB_FILE)) and not (tmp_path / "a" / at_rest.KEY_FILE).exists()
 
 
 def test_sqlite_writers_sharing_one_commit_keep_each_others_writes_and_only_a_failed_one_is_undone(

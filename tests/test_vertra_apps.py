@@ -13,7 +13,6 @@ import requests
 
 from envvars_server.launch import ServerProcess
 from envvars_server.platforms.vertra import workspace_of
-from envvars_server.store import SqliteStore
 from tests.conftest import Api
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -33,7 +32,7 @@ def new_app(api: Api) -> str:
 
 def workspace(server: ServerProcess, api: Api) -> str:
     """The workspace (organization) id of `api`'s user."""
-    user = SqliteStore(server.data_dir).user_for_token(str(api.headers["Authorization"]).split()[1])
+    user = server.store().user_for_token(str(api.headers["Authorization"]).split()[1])
     assert user is not None
     return workspace_of(user)
 

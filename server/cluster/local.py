@@ -69,7 +69,8 @@ class LocalCluster:
             port = free_port()
             self.replicas.append(ServerProcess(root / f"node-{number}", log=log, port=port, args=[
                 "--database", database, "--node-id", f"node-{number}", "--advertise-url", f"http://127.0.0.1:{port}",
-                "--cluster-secret-file", str(secret_file), "--node-timeout", str(node_timeout_s), *args]))
+                "--cluster-secret-file", str(secret_file), "--node-timeout", str(node_timeout_s),
+                "--at-rest-key", str(root / KEY_FILE), *args]))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -77,10 +78,7 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         """Start the replicas, then the load balancer, and wait until it answers."""
-        key = load_key(self.root)
-        for replica in self.replicas:
-            secure_data_dir(replica.data_dir)
-            _private_file(replica.data_dir / KEY_FILE, key)
+        load_key(self.root / KEY_FILE)  # one at-rest key for every replica, made before any starts
         try:
             for replica in self.replicas:
                 replica.start()

@@ -199,7 +199,8 @@ class Service:
 @contextmanager
 def run(runtime: Runtime) -> Iterator[None]:
     """Every user's CVMs, each booted with its opened set: recovered at start, stopped at the end."""
-    keys = Kms(runtime.data_dir / "kms")
+    keys = Kms(runtime.store, runtime.cipher)
+    keys.import_legacy(runtime.data_dir)
     service: Service
 
     def new_cvm(owner: str, name: str, kms: str = KMS_TYPES[0]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """What the server keeps, as an interface a SQLite file (today) or a database server could satisfy.
 
-Users and tokens (only digests), env-var sets, workload and snapshot records. A set is addressed
+Users and tokens (only digests), env-var sets, workload and snapshot records, the local chain's
+registrations, and secrets by name (apps' private keys), sealed before they reach the store. A set is addressed
 by (platform, owner, scope), where scope is whatever the platform groups variables by (empty for an
 account-wide set, a container's or an app's id...). Each variable has its own id, the platform's
 attributes (flags, notes), and creation and update times. A platform that promises encryption at
@@ -34,7 +35,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class StoreTooNew(RuntimeError):
+class StartRefused(RuntimeError):
+    """The server cannot start on this store as configured; the message says why and what to do."""
+
+
+class StoreTooNew(StartRefused):
     """The database was written by a newer release than this one."""
 
 
@@ -157,4 +162,24 @@ class Store(Protocol):
 
     def get_commit(self, owner: str, commit_id: str) -> dict[str, Any] | None:
         """One snapshot record of `owner`, or None."""
+        ...
+
+    def add_registration(self, record: Mapping[str, Any]) -> None:
+        """Store a chain registration (transaction_hash, app_id, compose_hash, at); one already stored stays."""
+        ...
+
+    def get_registration(self, transaction_hash: str) -> dict[str, Any] | None:
+        """The registration a transaction made, or None."""
+        ...
+
+    def keep_sealed(self, name: str, sealed: str) -> str:
+        """Keep the secret `sealed` (sealed by its owner) as `name` unless one is kept by that name; the one kept."""
+        ...
+
+    def get_sealed(self, name: str) -> str | None:
+        """The sealed secret kept as `name`, or None."""
+        ...
+
+    def close(self) -> None:
+        """Release the connections; the store is not used after."""
         ...

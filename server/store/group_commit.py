@@ -71,6 +71,14 @@ class GroupCommit:
         if group.error is not None:
             raise CommitFailed("the write was not stored: its transaction failed to commit") from group.error
 
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """Hold every later writer off, the open group committed, while the connection is closed."""
+        with self._turn:
+            if self._group is not None:
+                self._commit(self._group)
+            yield
+
     def _commit(self, group: _Group) -> None:
         """Commit the open transaction for its group (or roll it back if the commit fails), then release them."""
         try:

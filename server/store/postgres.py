@@ -68,7 +68,23 @@ MIGRATIONS = (
         record TEXT NOT NULL
     )
     """,
-    # 2: the nodes of a cluster (`serve --node-id`) and when each last beat, by the database's clock.
+    # 2: what every replica on one database must share: the local chain's registrations (were chain/ledger.jsonl)
+    # and secrets sealed under the server's key by name: apps' private keys (were kms/<app id>.key), both imported
+    # once at start, and the check that every server on the store has that key.
+    """
+    CREATE TABLE chain_registrations (
+        transaction_hash TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        compose_hash TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE sealed (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )
+    """,
+    # 3: the nodes of a cluster (`serve --node-id`) and when each last beat, by the database's clock.
     """
     CREATE TABLE nodes (
         node_id TEXT PRIMARY KEY,

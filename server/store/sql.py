@@ -34,6 +34,7 @@ class Rows(Protocol):
 Execute = Callable[[str, Sequence[Any]], Rows]
 
 _SET_COLUMNS = "key, value, id, attributes, created_at, updated_at"
+_REGISTRATION = ("transaction_hash", "app_id", "compose_hash", "at")
 
 
 class SqlStore(ABC):
@@ -192,6 +193,33 @@ class SqlStore(ABC):
         """One commit record of `owner`, or None."""
         rows = self._read("SELECT record FROM commits WHERE commit_id = ? AND owner = ?", (commit_id, owner))
         return json.loads(rows[0][0]) if rows else None
+
+
+    # -- the chain's registrations and sealed secrets -----------------------------------------
+
+    def add_registration(self, record: Mapping[str, Any]) -> None:
+        """Store a chain registration (transaction_hash, app_id, compose_hash, at); one already stored stays."""
+        with self._write() as execute:
+            execute(f"INSERT INTO chain_registrations ({', '.join(_REGISTRATION)}) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (transaction_hash) DO NOTHING", [record[name] for name in _REGISTRATION])
+
+    def get_registration(self, transaction_hash: str) -> dict[str, Any] | None:
+        """The registration a transaction made, or None."""
+        rows = self._read(f"SELECT {', '.join(_REGISTRATION)} FROM chain_registrations WHERE transaction_hash = ?",
+                          (transaction_hash,))
+        return dict(zip(_REGISTRATION, rows[0], strict=True)) if rows else None
+
+    def keep_sealed(self, name: str, sealed: str) -> str:
+        """Keep the secret `sealed` (sealed by its owner) as `name` unless one is kept by that name; the one kept."""
+        with self._write() as execute:
+            execute("INSERT INTO sealed VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING", (name, sealed, now_iso()))
+            [(kept,)] = execute("SELECT value FROM sealed WHERE name = ?", (name,)).fetchall()
+        return str(kept)
+
+    def get_sealed(self, name: str) -> str | None:
+        """The sealed secret kept as `name`, or None."""
+        rows = self._read("SELECT value FROM sealed WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
 
 
 class SqlEdit:

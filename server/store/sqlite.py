@@ -98,13 +98,29 @@ _MIGRATIONS = (
     DROP TABLE env_vars;
     ALTER TABLE env_vars_v2 RENAME TO env_vars;
     """,
-    # 3: the nodes of a cluster and when each last beat (seconds since the epoch, by the database's clock).
+    # 3: what every replica on one database must share: the local chain's registrations (were chain/ledger.jsonl)
+    # and secrets sealed under the server's key by name: apps' private keys (were kms/<app id>.key), both imported
+    # once at start, and the check that every server on the store has that key.
+    """
+    CREATE TABLE chain_registrations (
+        transaction_hash TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        compose_hash TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE sealed (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )
+    """,
+    # 4: the nodes of a cluster and when each last beat (seconds since the epoch, by the database's clock).
     """
     CREATE TABLE nodes (
         node_id TEXT PRIMARY KEY,
         url TEXT NOT NULL,
         seen_at REAL NOT NULL
-    );
+    )
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -129,6 +145,7 @@ class SqliteStore(SqlStore):
         self.path = data_dir / DB_FILE
         create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []  # every connection, closed by `close`
         # One writer at a time, on one connection, so SQLite's own lock is never contended and "database
         # is locked" cannot reach a client; it is every set's lock too. Writers that queue up share a commit.
         self._writes = GroupCommit(self._connect())
@@ -150,6 +167,7 @@ class SqliteStore(SqlStore):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=30000")
+        self._connections.append(db)
         return db
 
     def _db(self) -> sqlite3.Connection:
@@ -158,6 +176,13 @@ class SqliteStore(SqlStore):
         if db is None:
             db = self._local.db = self._connect()
         return db
+
+    def close(self) -> None:
+        """Close every connection once the write in progress is done (SQLite then checkpoints its WAL)."""
+        with self._writes.closing():
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
 
     def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._db().execute(sql, args).fetchall()
