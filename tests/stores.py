@@ -22,7 +22,8 @@ from tests.postgres import PostgresServer, dump
 
 BOTH_STORES = ("test_auth_isolation", "test_bad_input", "test_concurrency", "test_durability", "test_sevalla_at_rest")
 STORES = ("sqlite", "postgres")
-SHARE = {"sqlite": 1.0, "postgres": 0.5}  # of a slow suite's trials, on each store (`make test`; the soak runs all)
+CLUSTER = "3 replicas on postgres"  # the store of `tests/cluster.py`'s servers, as the cluster suites name it
+SHARE = {"sqlite": 1.0, "postgres": 0.5, CLUSTER: 0.5}  # of a slow suite's trials, per store (`make test`; soak: all)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -19,6 +19,7 @@ from tests import test_concurrency
 from tests.cluster import cluster  # noqa: F401  (the module's cluster)
 from tests.conftest import Api
 from tests.hoody import new_container
+from tests.stores import CLUSTER
 
 # Phala's KMS keys are per data dir until they move into the store: a CVM's set sealed to one replica's key
 # does not open on another.
@@ -43,7 +44,7 @@ def spread_api(cluster: LocalCluster) -> Iterator[Callable[[], Api]]:  # noqa: F
 
 @pytest.mark.parametrize("platform", SHARED_STORE_PLATFORMS)
 def test_writers_spread_over_the_replicas_end_in_a_serial_order(spread_api: Callable[[], Api], platform: str) -> None:
-    test_concurrency.test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(spread_api, platform)
+    test_concurrency.test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(spread_api, platform, CLUSTER)
 
 
 def test_a_replica_killed_mid_write_loses_no_acknowledged_write(cluster: LocalCluster) -> None:  # noqa: F811
@@ -94,4 +95,5 @@ def test_a_replica_killed_mid_write_loses_no_acknowledged_write(cluster: LocalCl
 @pytest.mark.slow
 def test_two_hundred_resources_through_the_balancer_converge(tmp_path: Path, cluster: LocalCluster) -> None:  # noqa: F811
     with Api(cluster.url, cluster.token(f"fleet-{uuid.uuid4().hex[:8]}")) as api:
-        test_concurrency.test_two_hundred_resources_with_parallel_32_converge(tmp_path, cluster, api)  # type: ignore[arg-type]
+        test_concurrency.test_two_hundred_resources_with_parallel_32_converge(  # type: ignore[arg-type]
+            tmp_path, cluster, api, CLUSTER)
