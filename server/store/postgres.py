@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from envvars.rules import SetLimits
 from envvars_server.store.base import pending_migrations
-from envvars_server.store.sql import Execute, Rows, SqlStore, Where
+from envvars_server.store.sql import SHARED_MIGRATIONS, Execute, Rows, SqlStore, Where
 
 # Each step upgrades a database from the version before it, in place, in one transaction. Keys and
 # times sort bytewise (COLLATE "C"), whatever the database's locale, as they do in SQLite.
@@ -68,30 +68,7 @@ MIGRATIONS = (
         record TEXT NOT NULL
     )
     """,
-    # 2: what every replica on one database must share: the local chain's registrations (were chain/ledger.jsonl)
-    # and secrets sealed under the server's key by name: apps' private keys (were kms/<app id>.key), both imported
-    # once at start, and the check that every server on the store has that key.
-    """
-    CREATE TABLE chain_registrations (
-        transaction_hash TEXT PRIMARY KEY,
-        app_id TEXT NOT NULL,
-        compose_hash TEXT NOT NULL,
-        at DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE sealed (
-        name TEXT PRIMARY KEY,
-        value TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    )
-    """,
-    # 3: the nodes of a cluster (`serve --node-id`) and when each last beat, by the database's clock.
-    """
-    CREATE TABLE nodes (
-        node_id TEXT PRIMARY KEY,
-        url TEXT NOT NULL,
-        seen_at DOUBLE PRECISION NOT NULL
-    )
-    """,
+    *SHARED_MIGRATIONS,  # 2 and 3
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

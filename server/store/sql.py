@@ -33,6 +33,35 @@ class Rows(Protocol):
 
 Execute = Callable[[str, Sequence[Any]], Rows]
 
+# The last migrations of both stores, in the SQL both speak, after each store's own.
+SHARED_MIGRATIONS = (
+    # What every replica on one database must share: the local chain's registrations (were chain/ledger.jsonl)
+    # and secrets sealed under the server's key by name: apps' private keys (were kms/<app id>.key), both imported
+    # once at start, and the check that every server on the store has that key.
+    """
+    CREATE TABLE chain_registrations (
+        transaction_hash TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        compose_hash TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE sealed (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )
+    """,
+    # The nodes of a cluster (`serve --node-id`) and when each last beat (seconds since the epoch, by the database's
+    # clock).
+    """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        seen_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+)
+
 _SET_COLUMNS = "key, value, id, attributes, created_at, updated_at"
 _REGISTRATION = ("transaction_hash", "app_id", "compose_hash", "at")
 

@@ -20,7 +20,7 @@ from envvars.rules import SetLimits
 from envvars_server.datadir import create_private, secure_data_dir
 from envvars_server.store.base import StoreTooNew, pending_migrations
 from envvars_server.store.group_commit import GroupCommit
-from envvars_server.store.sql import Execute, SqlStore, Where
+from envvars_server.store.sql import SHARED_MIGRATIONS, Execute, SqlStore, Where
 
 _BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -98,30 +98,7 @@ _MIGRATIONS = (
     DROP TABLE env_vars;
     ALTER TABLE env_vars_v2 RENAME TO env_vars;
     """,
-    # 3: what every replica on one database must share: the local chain's registrations (were chain/ledger.jsonl)
-    # and secrets sealed under the server's key by name: apps' private keys (were kms/<app id>.key), both imported
-    # once at start, and the check that every server on the store has that key.
-    """
-    CREATE TABLE chain_registrations (
-        transaction_hash TEXT PRIMARY KEY,
-        app_id TEXT NOT NULL,
-        compose_hash TEXT NOT NULL,
-        at DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE sealed (
-        name TEXT PRIMARY KEY,
-        value TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    )
-    """,
-    # 4: the nodes of a cluster and when each last beat (seconds since the epoch, by the database's clock).
-    """
-    CREATE TABLE nodes (
-        node_id TEXT PRIMARY KEY,
-        url TEXT NOT NULL,
-        seen_at REAL NOT NULL
-    )
-    """,
+    *SHARED_MIGRATIONS,  # 3 and 4
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
