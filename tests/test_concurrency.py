@@ -288,7 +288,9 @@ def test_sixteen_clients_merging_and_deleting_end_in_a_serial_order(new_api, pla
     assert {key[:key.index("_")] for key in run.last_written} == {f"C{number}" for number in range(CLIENTS)}
     assert wrong == []
     assert set(races) <= set(SHARED_KEYS), races
-    assert run.snapshots[0] >= 50 * READERS, f"only {run.snapshots[0]} reads ran while the clients wrote"
+    # The readers read all along: 50 reads each, or one read per 8 writes in a run shorter than that (a share).
+    assert run.snapshots[0] >= min(50 * READERS, CLIENTS * count // 8), (
+        f"only {run.snapshots[0]} reads ran while the clients wrote")
 
 
 def test_the_serial_order_check_catches_a_lost_or_stale_write() -> None:
