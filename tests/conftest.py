@@ -15,6 +15,7 @@ from urllib3.util import Retry
 from envvars_server.launch import ServerProcess
 from envvars_server.platforms import PLATFORMS
 from envvars_server.sandbox import IsolationUnavailable, Sandbox, check_isolation
+from tests.cluster import ClusterServer, running_cluster
 from tests.figures import (  # noqa: F401  (the reliability figures: collected from every worker, printed at the end)
     pytest_runtest_logreport,
     pytest_runtest_protocol,
@@ -23,9 +24,13 @@ from tests.figures import (  # noqa: F401  (the reliability figures: collected f
 from tests.plugin import Plugin, configured
 from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures of the PostgreSQL store's tests)
 from tests.stores import (  # noqa: F401  (the both-stores suites: their parametrization and fixtures)
+    CLUSTER,
+    Server,
     check_store,
     database_url,
     new_database,
+    next_url,
+    pytest_collection_modifyitems,
     pytest_generate_tests,
     store_kind_fixture,
 )
@@ -74,9 +79,17 @@ class Api(requests.Session):
 
 @pytest.fixture(scope="session")
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           store_kind: str) -> Iterator[ServerProcess]:
-    """One reference server for the session (one per store in the both-stores suites: `tests/stores.py`); tests stay
-    apart by using fresh users."""
+           store_kind: str) -> Iterator[ServerProcess | ClusterServer]:
+    """One reference server for the session (one per store in the both-stores suites, the cluster among them in
+    some: `tests/stores.py`); tests stay apart by using fresh users."""
+    if store_kind == CLUSTER:
+        request.getfixturevalue("isolation")
+        with running_cluster(request.getfixturevalue("postgres_server"), tmp_path_factory) as cluster:
+            clustered = ClusterServer(cluster)
+            yield clustered
+            clustered.close()
+            check_store(clustered)
+        return
     data_dir = tmp_path_factory.mktemp("server-data")
     with (data_dir.parent / f"{data_dir.name}.log").open("w") as log, \
             ServerProcess(data_dir, log=log, database=new_database(request, store_kind)) as process:
@@ -85,12 +98,13 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture
-def new_api(server: ServerProcess) -> Iterator[Callable[[], Api]]:
-    """A factory of sessions, each for a brand-new user."""
+def new_api(server: Server) -> Iterator[Callable[[], Api]]:
+    """A factory of sessions, each for a brand-new user (on the cluster, each on its next other replica or the
+    balancer: `tests/stores.py`'s `next_url`)."""
     sessions: list[Api] = []
 
     def make() -> Api:
-        session = Api(server.url, server.token(f"user-{next(_users)}"))
+        session = Api(next_url(server), server.token(f"user-{next(_users)}"))
         sessions.append(session)
         return session
 

@@ -12,6 +12,9 @@ envelope, and the victim's variables are invisible and untouched.
 Tokens are stored as SHA-256 digests only, and looked up by digest (so the comparison's timing
 depends on the digest, never on how much of a guessed token is right), then compared with
 `hmac.compare_digest`.
+On the cluster (`tests/stores.py`) the victim's workloads run on the first replica, and every other session goes to
+another replica or the balancer: a replica that does not run a workload must refuse it to another user as well
+(never forward the request as its owner's).
 """
 
 from __future__ import annotations
@@ -28,21 +31,20 @@ import pytest
 import requests
 
 from envvars_server.auth import unauthorized
-from envvars_server.launch import ServerProcess
 from envvars_server.store import hash_token
 from tests import conftest, openapi_doc, platforms
 from tests.conftest import TOKEN_HEADERS, Api
 from tests.figures import figure
-from tests.stores import sql, stored_bytes
+from tests.stores import Server, next_url, sql, stored_bytes
 
 OPERATIONS = openapi_doc.operations()
-_tally = {"requests": 0, "victim_data_seen": 0}
+_tally = {"requests": 0, "credential_cases": 0, "victim_data_seen": 0}
 
 
 class Victim:
     """A user holding, on every platform, a secret and objects (VMs, a commit, containers) nobody else names."""
 
-    def __init__(self, server: ServerProcess):
+    def __init__(self, server: Server):
         self.token = server.token(f"victim-{uuid.uuid4()}")
         self.api = Api(server.url, self.token)
         self.secret = f"victim-secret-{uuid.uuid4()}"
@@ -76,12 +78,12 @@ def tally(store_kind: str) -> Iterator[None]:
     _tally.update(dict.fromkeys(_tally, 0))
     yield
     figure(f"auth and isolation on {store_kind}", requests=_tally["requests"], operations=len(OPERATIONS),
-           platforms=len(platforms.NAMES), credential_cases=len(CREDENTIALED),
+           platforms=len(platforms.NAMES), credential_cases=_tally["credential_cases"],
            victim_data_seen=_tally["victim_data_seen"])
 
 
 @pytest.fixture(scope="module")
-def victim(server: ServerProcess, tally: None) -> Iterator[Victim]:
+def victim(server: Server, tally: None) -> Iterator[Victim]:
     victim = Victim(server)
     yield victim
     for part in victim.parts.values():
@@ -154,14 +156,16 @@ def presented(path: str, credential: str, token: str) -> tuple[dict[str, bytes],
 CREDENTIALED = [(m, p, credential) for m, p in OPERATIONS for credential in malformed(p)]
 
 
+@pytest.mark.sweep
 @pytest.mark.parametrize(("method", "path", "credential"), CREDENTIALED,
                          ids=[f"{m} {p}-{credential}" for m, p, credential in CREDENTIALED])
-def test_without_a_valid_token_every_route_is_401(server: ServerProcess, victim: Victim, method: str, path: str,
+def test_without_a_valid_token_every_route_is_401(server: Server, victim: Victim, method: str, path: str,
                                                   credential: str) -> None:
     headers, sent = presented(path, credential, victim.token)
     request = request_for(method, path, victim)
-    response = requests.request(**request | {"url": server.url + request["url"]}, headers=headers, timeout=60)
+    response = requests.request(**request | {"url": next_url(server) + request["url"]}, headers=headers, timeout=60)
     _tally["requests"] += 1
+    _tally["credential_cases"] += 1
     assert response.status_code == 401, response.text
     found = platforms.envelope_of(path)
     code = found.invalid_token_code if sent else None
@@ -210,7 +214,7 @@ def test_another_users_token_never_reaches_the_victims_data(api: Api, victim: Vi
     victim.unchanged()
 
 
-def test_tokens_are_stored_as_digests_only(server: ServerProcess, victim: Victim) -> None:
+def test_tokens_are_stored_as_digests_only(server: Server, victim: Victim) -> None:
     other = server.token("digest-check")
     raw = stored_bytes(server)
     assert victim.token.encode() not in raw and other.encode() not in raw
@@ -224,7 +228,7 @@ def test_tokens_are_stored_as_digests_only(server: ServerProcess, victim: Victim
 
 @pytest.mark.parametrize(("path", "status"), [("/api/v1/env_vars", b"401"), ("/nowhere", b"404")])
 def test_a_refused_request_with_an_unread_body_closes_its_connection(
-    server: ServerProcess, path: str, status: bytes,
+    server: Server, path: str, status: bytes,
 ) -> None:
     """Refused before its body is read (no token, no route): the rest must never be parsed as a next request."""
     host, port = server.url.split("//")[1].rsplit(":", 1)
