@@ -10,11 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envvars_server.errors import Envelope, send_error
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# What is left of a refused body is read and dropped before the 413 (at most this much, for at most this long):
+# a peer still sending it when the connection closes may get a reset in place of the answer, and a proxy
+# (HAProxy) then drops the answer.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_S = 5.0
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -38,6 +44,7 @@ class BodyLimit:
             return
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await drain(receive)
             await self._refuse(scope, send)
             return
         received = 0
@@ -48,6 +55,8 @@ class BodyLimit:
             message: dict[str, Any] = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
+                if message.get("more_body", False):
+                    await drain(receive)
                 raise BodyTooLarge(self.max_bytes)
             return message
 
@@ -65,5 +74,16 @@ class BodyLimit:
 
     async def _refuse(self, scope: dict[str, Any], send: Any) -> None:
         message = str(BodyTooLarge(self.max_bytes).detail)
-        # The rest of the body is never read, so the connection cannot carry another request.
+        # Past what `drain` reads the body is never read, so the connection cannot carry another request.
         await send_error(send, self.envelopes, scope.get("path", ""), 413, message, [(b"connection", b"close")])
+
+
+async def drain(receive: Any) -> None:
+    """Read and drop the rest of a request's body, within `DRAIN_BYTES` and `DRAIN_S`."""
+    drained = 0
+    with anyio.move_on_after(DRAIN_S):
+        while drained <= DRAIN_BYTES:
+            message: dict[str, Any] = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            drained += len(message.get("body", b""))
