@@ -268,6 +268,7 @@ class Provider(ResourceProviderServicer):
 
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         resource, props = self._handler(request.type)
+        self._checked.pop(request.urn, None)  # a new resource has no Diff to take back what Check returned
         inputs, secrets, _ = props.decode(request.properties)
         what = f"creating {request.type} '{_name(request.urn)}'"
         if request.preview:

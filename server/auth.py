@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 from fastapi.security import HTTPBearer
 
 from envvars_server.errors import Envelope, owner, send_error, unread_body
@@ -49,6 +50,10 @@ class BearerAuth:
         scheme, _, token = raw.partition(" ")
         return token.strip() if scheme.lower() == "bearer" else ""
 
+    async def _user(self, token: str) -> str | None:
+        """The token's user: known already, or read off the event loop (a database server may take a while)."""
+        return self.store.cached_user(token) or await anyio.to_thread.run_sync(self.store.user_for_token, token)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
         envelope = owner(self.envelopes, path) if scope["type"] == "http" else None
@@ -56,7 +61,7 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         token = self._token(envelope, scope["headers"])
-        user = scope.get(VERIFIED_USER) or (self.store.user_for_token(token) if token else None)
+        user = scope.get(VERIFIED_USER) or (await self._user(token) if token else None)
         if user is None:
             code = envelope.invalid_token_code if token else None
             await send_error(send, self.envelopes, path, 401, unauthorized(envelope, bool(token)),

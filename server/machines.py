@@ -389,8 +389,12 @@ class Machines:
         try:
             self.here(record, f"{self.noun} {machine_id!r}")
         except NotRunning:
-            self._forget(record)
-            return
+            self.membership.refresh()  # not on this node's last view alone: a node just started or late may live
+            try:
+                self.here(record, f"{self.noun} {machine_id!r}")
+            except NotRunning:
+                self._forget(record)
+                return
         with self._registry_lock:
             machine = self._machines.pop(machine_id, None)
         if machine is not None:

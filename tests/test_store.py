@@ -37,6 +37,7 @@ from envvars_server.kms import Kms
 from envvars_server.launch import ServerProcess
 from envvars_server.store import DB_FILE, SCHEMA_VERSION, PostgresStore, SqliteStore, Store, StoreTooNew
 from envvars_server.store import postgres as pg
+from envvars_server.store.group_commit import CommitFailed
 from tests.conftest import Api
 from tests.figures import figure
 from tests.postgres import dump
@@ -488,3 +489,41 @@ def test_sqlite_writers_sharing_one_commit_keep_each_others_writes_and_only_a_fa
     assert grouped == [1] * (writers // 2), "a writer returned before its write was committed"
     assert {n: store.get_vars("p", "owner", f"set{n}") for n in range(writers)} == {
         n: ({} if n % 2 else {"K": f"v{n}"}) for n in range(writers)}
+
+
+def test_sqlite_writers_whose_shared_transaction_the_database_rolls_back_are_told_nothing_was_stored(
+        tmp_path: Path) -> None:
+    """A statement that makes SQLite roll back the whole transaction (here a trigger's RAISE(ROLLBACK), as a full
+    disk would) fails its writer, and every writer already in that group is told its write was not stored: none
+    is acknowledged for a write that is gone. The next writes are stored as usual."""
+    store = SqliteStore(tmp_path)
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        db.execute("CREATE TRIGGER boom BEFORE INSERT ON env_vars WHEN NEW.key = 'BOOM' "
+                   "BEGIN SELECT RAISE(ROLLBACK, 'refused by the database'); END")
+    first_in = threading.Event()
+    outcomes: dict[str, BaseException | None] = {}
+
+    def write(key: str) -> None:
+        try:
+            with store.edit("p", "owner", key) as edit:
+                edit.upsert(key, "v")
+                if key == "FIRST":  # hold the group open until the other writer is queued behind this one
+                    first_in.set()
+                    while store._writes._waiting < 1:
+                        threading.Event().wait(0.01)
+            outcomes[key] = None
+        except BaseException as exc:  # the outcome of each writer, checked below
+            outcomes[key] = exc
+
+    first = threading.Thread(target=write, args=("FIRST",))
+    first.start()
+    first_in.wait(10)
+    boom = threading.Thread(target=write, args=("BOOM",))
+    boom.start()
+    for thread in (first, boom):
+        thread.join(30)
+    assert isinstance(outcomes["FIRST"], CommitFailed), outcomes
+    assert isinstance(outcomes["BOOM"], sqlite3.IntegrityError), outcomes
+    assert store.get_vars("p", "owner", "FIRST") == {}
+    store.put_vars("p", "owner", {"AFTER": "v"}, replace=False)
+    assert store.get_vars("p", "owner") == {"AFTER": "v"}

@@ -37,6 +37,7 @@ TIMEOUT = httpx.Timeout(connect=5.0, read=700.0, write=60.0, pool=60.0)
 @dataclass
 class _Body:
     chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
     done: bool = False
 
 
@@ -62,7 +63,9 @@ class PeerAuth:
         async def keeping() -> dict[str, Any]:
             message: dict[str, Any] = await receive()
             if message["type"] == "http.request":
-                kept.chunks.append(message.get("body", b""))
+                if kept.size <= self.max_body_bytes:  # past the limit the body is refused (and drained), never sent on
+                    kept.chunks.append(message.get("body", b""))
+                    kept.size += len(kept.chunks[-1])
                 kept.done = not message.get("more_body", False)
             return message
 

@@ -98,7 +98,12 @@ class Membership:
         """Record this node alive and refresh which nodes are."""
         assert self.node is not None
         self.store.beat(self.node.node_id, self.node.advertise_url)
-        self._live = {node: url for node, url, age in self.store.nodes() if age < self.node.timeout_s}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read which nodes are alive now, from their beats in the database (a single server has no others)."""
+        if self.node is not None:
+            self._live = {node: url for node, url, age in self.store.nodes() if age < self.node.timeout_s}
 
     def _beating(self) -> None:
         assert self.node is not None

@@ -1,4 +1,4 @@
-"""What the server keeps, as an interface a SQLite file (today) or a database server could satisfy.
+"""What the server keeps, as an interface a SQLite file or a PostgreSQL database satisfies (`sqlite.py`, `postgres.py`).
 
 Users and tokens (only digests), env-var sets, workload and snapshot records, the local chain's
 registrations, and secrets by name (apps' private keys), sealed before they reach the store. A set is addressed
@@ -109,6 +109,10 @@ class Store(Protocol):
 
     def user_for_token(self, token: str) -> str | None:
         """The user id a token belongs to, or None for an unknown token."""
+        ...
+
+    def cached_user(self, token: str) -> str | None:
+        """The user id of a token already seen, without reading the database; None when not known yet."""
         ...
 
     def use_cipher(self, platform: str, cipher: Cipher) -> None:

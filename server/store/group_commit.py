@@ -53,20 +53,23 @@ class GroupCommit:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._group = _Group()
             group = self._group
-            self._db.execute("SAVEPOINT writer")
             stored = False
             try:
-                yield self._db.execute
-                stored = True
-            finally:
+                self._db.execute("SAVEPOINT writer")
                 try:
-                    if not stored:
-                        self._db.execute("ROLLBACK TO writer")
-                    self._db.execute("RELEASE writer")
+                    yield self._db.execute
+                    stored = True
                 finally:
-                    group.size += 1
-                    if self._waiting == 0 or group.size >= self._max_size:
-                        self._commit(group)
+                    if self._db.in_transaction:  # an error of the database may have ended the whole transaction
+                        if not stored:
+                            self._db.execute("ROLLBACK TO writer")
+                        self._db.execute("RELEASE writer")
+            finally:
+                group.size += 1
+                if not self._db.in_transaction:
+                    self._end(group, RuntimeError("the database rolled the transaction back"))
+                elif self._waiting == 0 or group.size >= self._max_size:
+                    self._commit(group)
         group.committed.wait()
         if group.error is not None:
             raise CommitFailed("the write was not stored: its transaction failed to commit") from group.error
@@ -81,12 +84,18 @@ class GroupCommit:
 
     def _commit(self, group: _Group) -> None:
         """Commit the open transaction for its group (or roll it back if the commit fails), then release them."""
+        error: BaseException | None = None
         try:
             self._db.execute("COMMIT")
         except BaseException as exc:
-            group.error = exc
+            error = exc
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
         finally:
-            self._group = None
-            group.committed.set()
+            self._end(group, error)
+
+    def _end(self, group: _Group, error: BaseException | None) -> None:
+        """Release the group's writers: their writes are stored unless `error` says why not."""
+        group.error = error
+        self._group = None
+        group.committed.set()

@@ -97,6 +97,10 @@ class SqlStore(ABC):
             execute("INSERT INTO tokens VALUES (?, ?, ?)", (hash_token(token), user_id, now_iso()))
         return token
 
+    def cached_user(self, token: str) -> str | None:
+        """The user id of a token already seen, without reading the database; None when not known yet."""
+        return self._token_users.get(hash_token(token))
+
     def user_for_token(self, token: str) -> str | None:
         """The user id a token belongs to, or None for an unknown token."""
         digest = hash_token(token)

@@ -122,11 +122,17 @@ class SqliteStore(SqlStore):
         self.path = data_dir / DB_FILE
         create_private(self.path)  # SQLite gives its -wal and -shm files the same mode
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []  # every connection, closed by `close`
+        self._readers: dict[threading.Thread, sqlite3.Connection] = {}  # each reading thread's connection
+        self._readers_lock = threading.Lock()
         # One writer at a time, on one connection, so SQLite's own lock is never contended and "database
         # is locked" cannot reach a client; it is every set's lock too. Writers that queue up share a commit.
-        self._writes = GroupCommit(self._connect())
-        self._migrate()
+        self._writer = self._connect()
+        self._writes = GroupCommit(self._writer)
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     def _migrate(self) -> None:
         """Bring the database to SCHEMA_VERSION in place; refuse one written by a newer release."""
@@ -144,22 +150,25 @@ class SqliteStore(SqlStore):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=30000")
-        self._connections.append(db)
         return db
 
     def _db(self) -> sqlite3.Connection:
-        """This thread's connection for reads."""
-        db = getattr(self._local, "db", None)
+        """This thread's connection for reads; those of threads that ended are closed as new ones open."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = self._connect()
+            with self._readers_lock:
+                for ended in [thread for thread in self._readers if not thread.is_alive()]:
+                    self._readers.pop(ended).close()
+                self._readers[threading.current_thread()] = db
         return db
 
     def close(self) -> None:
         """Close every connection once the write in progress is done (SQLite then checkpoints its WAL)."""
-        with self._writes.closing():
-            for db in self._connections:
+        with self._writes.closing(), self._readers_lock:
+            for db in [self._writer, *self._readers.values()]:
                 db.close()
-            self._connections.clear()
+            self._readers.clear()
 
     def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return self._db().execute(sql, args).fetchall()
