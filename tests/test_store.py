@@ -95,6 +95,34 @@ def test_a_server_started_on_an_earlier_releases_data_serves_it(tmp_path: Path, 
         assert api.get("/api/v1/env_vars").json() == {"vars": {**FIXTURE_VARS, "NEW": "1"}}
 
 
+SCHEMA_2 = FIXTURES / "datadir-schema-2"  # written by the release before the PostgreSQL store (see its README)
+SCHEMA_2_USER = "1b0e6a43-0000-4000-8000-000000000002"
+SCHEMA_2_TOKEN = "evt_fixture-schema-2-not-a-secret"  # a throwaway credential of the fixture, valid nowhere else
+SCHEMA_2_APP, SCHEMA_2_CVM_APP = "app-fixture-0001", "ab" * 20
+
+
+def test_a_data_dir_of_the_release_before_is_upgraded_and_its_chain_and_keys_moved_into_the_store(
+        tmp_path: Path) -> None:
+    """A server started on it upgrades the schema in place and moves the chain's registrations and apps' keys from
+    their files into the store; every set, sealed value and record is kept."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(SCHEMA_2, data_dir)
+    assert schema_version(data_dir) == 2
+    with ServerProcess(data_dir) as server, Api(server.url, SCHEMA_2_TOKEN) as api:
+        assert api.get("/api/v1/env_vars").json() == {"vars": FIXTURE_VARS}
+        assert api.get("/api/v1/vm/7f1c2d3e-0000-4000-8000-0000000000bb/metadata").json()["state"] == "dead"
+    assert schema_version(data_dir) == SCHEMA_VERSION
+    assert not (data_dir / "chain" / "ledger.jsonl").exists() and not list((data_dir / "kms").glob("*.key"))
+    with sqlite3.connect(data_dir / DB_FILE) as db:
+        assert db.execute("SELECT app_id, compose_hash FROM chain_registrations").fetchall() == [
+            (SCHEMA_2_CVM_APP, "11" * 32)]
+        assert len(db.execute("SELECT name FROM sealed WHERE name LIKE ?", (f"%{SCHEMA_2_CVM_APP}%",)).fetchall()) == 1
+    store = SqliteStore(data_dir)
+    store.use_cipher("sevalla", at_rest.checked_cipher(data_dir / at_rest.KEY_FILE, store))
+    assert store.get_vars("sevalla", SCHEMA_2_USER, SCHEMA_2_APP) == {"DATABASE_URL": "postgres://fixture-value"}
+    store.close()
+
+
 class AesGcm:
     """A real AEAD cipher, the shape a platform that promises encryption at rest gives the store."""
 
