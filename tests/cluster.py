@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from envvars_server.cluster.local import LocalCluster
-from envvars_server.store import PostgresStore, Store
+from envvars_server.store import Store
 from tests.postgres import PostgresServer
 
 NODE_TIMEOUT_S = 5.0  # short, so that a replica's silence shows within a test; long enough for a loaded host
@@ -47,7 +47,6 @@ class ClusterServer:
         self.database = cluster.database
         self.data_dir = cluster.replicas[0].data_dir
         self._others = itertools.cycle([replica.url for replica in cluster.replicas[1:]] + [cluster.url])
-        self._store: Store | None = None
 
     def next_url(self, balancer: bool = True) -> str:
         """The next other replica or the balancer (`balancer` false: the next other replica)."""
@@ -55,16 +54,9 @@ class ClusterServer:
         return url if balancer or url != self.cluster.url else next(self._others)
 
     def store(self) -> Store:
-        """The cluster's store, opened in this process (once; closed by `close`)."""
-        if self._store is None:
-            self._store = PostgresStore(self.database, max_connections=2)
-        return self._store
+        """The cluster's store, opened in this process."""
+        return self.cluster.store()
 
     def token(self, user: str) -> str:
         """A new API token for `user` (in the shared database)."""
-        return self.store().create_token(user)
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        return self.cluster.token(user)

@@ -87,7 +87,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         with running_cluster(request.getfixturevalue("postgres_server"), tmp_path_factory) as cluster:
             clustered = ClusterServer(cluster)
             yield clustered
-            clustered.close()
             check_store(clustered)
         return
     data_dir = tmp_path_factory.mktemp("server-data")

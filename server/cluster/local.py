@@ -75,6 +75,7 @@ class LocalCluster:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.balancer: subprocess.Popen[str] | None = None
+        self._store: PostgresStore | None = None
 
     def start(self) -> LocalCluster:
         """Start the replicas, then the load balancer, and wait until it answers."""
@@ -93,24 +94,25 @@ class LocalCluster:
             raise
         return self
 
+    def store(self) -> PostgresStore:
+        """The shared database's store, opened in this process (once; closed when the cluster stops)."""
+        if self._store is None:
+            self._store = PostgresStore(self.database, max_connections=2)
+        return self._store
+
     def token(self, user: str) -> str:
         """A new API token for `user` (in the shared database)."""
-        store = PostgresStore(self.database, max_connections=1)
-        try:
-            return store.create_token(user)
-        finally:
-            store.close()
+        return self.store().create_token(user)
 
     def user_id(self, token: str) -> str | None:
         """The id of the user `token` belongs to."""
-        store = PostgresStore(self.database, max_connections=1)
-        try:
-            return store.user_for_token(token)
-        finally:
-            store.close()
+        return self.store().user_for_token(token)
 
     def stop(self) -> None:
-        """Stop the load balancer and every replica."""
+        """Stop the load balancer and every replica, and close this process's store."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if self.balancer is not None and self.balancer.poll() is None:
             self.balancer.terminate()
             self.balancer.wait(timeout=15)
